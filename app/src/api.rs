@@ -1,0 +1,120 @@
+//! Server functions: the typed RPC between the page and the server (in place of tRPC).
+//!
+//! Every function has an explicit endpoint under `/api`, takes URL-encoded form fields and
+//! answers JSON, so any HTTP client can call it. Arguments are plain strings with defaults:
+//! a missing or malformed field becomes a clear 400 from the validation in `codeflux-core`
+//! instead of a deserialization failure.
+
+use codeflux_protocol::{AppError, ErrorKind, Message, Project};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::JsonEncoding;
+use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+/// The error of every server function: an [`AppError`] that Leptos can carry.
+///
+/// The server sets the HTTP status from its kind (see `server::api_status`), so a client's
+/// mistake is a 4xx and never a 500.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct ApiError(pub AppError);
+
+impl ApiError {
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl FromServerFnError for ApiError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        ApiError(match value {
+            ServerFnErrorErr::Args(e) | ServerFnErrorErr::MissingArg(e) => {
+                AppError::bad_input(format!("The request could not be read: {e}"))
+            }
+            ServerFnErrorErr::Request(_) => AppError::unavailable(
+                "Could not reach the server. Check your connection and try again.",
+            ),
+            ServerFnErrorErr::UnsupportedRequestMethod(e) => AppError::bad_input(e),
+            other => AppError::internal(other.to_string()),
+        })
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn services() -> Result<codeflux_core::Services, ApiError> {
+    use_context::<codeflux_core::Services>().ok_or_else(|| {
+        ApiError(AppError::internal(
+            "The server is not set up (no services).",
+        ))
+    })
+}
+
+/// For a browser form posted without JavaScript: answer with a redirect to `path`.
+#[cfg(feature = "ssr")]
+fn redirect_plain_form(path: &str) {
+    let accepts_html = use_context::<http::request::Parts>()
+        .and_then(|p| {
+            p.headers
+                .get("accept")
+                .and_then(|v| v.to_str().ok())
+                .map(|a| a.contains("text/html"))
+        })
+        .unwrap_or(false);
+    if accepts_html {
+        leptos_axum::redirect(path);
+    }
+}
+
+/// Creates a project from a prompt; the prompt becomes its first USER message.
+/// `template` is "vite-react" (the default) or "nextjs".
+#[server(endpoint = "projects/create")]
+pub async fn create_project(
+    #[server(default)] prompt: String,
+    #[server(default)] template: String,
+) -> Result<Project, ApiError> {
+    let project = services()?.create_project(&prompt, Some(&template)).await?;
+    redirect_plain_form(&format!("/projects/{}", project.id));
+    Ok(project)
+}
+
+/// Every project, newest first.
+#[server(endpoint = "projects/get_many")]
+pub async fn get_projects() -> Result<Vec<Project>, ApiError> {
+    Ok(services()?.list_projects().await?)
+}
+
+/// One project.
+#[server(endpoint = "projects/get")]
+pub async fn get_project(#[server(default)] id: String) -> Result<Project, ApiError> {
+    Ok(services()?.get_project(&id).await?)
+}
+
+/// A project's messages, oldest first, each with its fragment or null.
+#[server(endpoint = "messages/get_many")]
+pub async fn get_messages(#[server(default)] project_id: String) -> Result<Vec<Message>, ApiError> {
+    Ok(services()?.list_messages(&project_id).await?)
+}
+
+/// A follow-up message from the person.
+#[server(endpoint = "messages/create")]
+pub async fn create_message(
+    #[server(default)] project_id: String,
+    #[server(default)] content: String,
+) -> Result<Message, ApiError> {
+    let message = services()?.create_message(&project_id, &content).await?;
+    redirect_plain_form(&format!("/projects/{}", message.project_id));
+    Ok(message)
+}

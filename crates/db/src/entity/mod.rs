@@ -1,0 +1,5 @@
+//! SeaORM entities, one module per table (schema in the `migration` crate).
+
+pub mod fragment;
+pub mod message;
+pub mod project;

@@ -1,0 +1,193 @@
+//! The data layer against real databases: a SQLite file and a throwaway PostgreSQL database.
+
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use codeflux_db::{NewFragment, NewProject};
+use codeflux_protocol::{MessageKind, Role, Template};
+use codeflux_test_support::{Backend, TestDb};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Statement};
+
+async fn table_names(db: &codeflux_db::Db, backend: Backend) -> Vec<String> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        Backend::Postgres => {
+            "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
+        }
+    };
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", "name").unwrap())
+        .collect()
+}
+
+async fn migrations_go_up_down_up(backend: Backend) {
+    let tdb = TestDb::new(backend).await.unwrap();
+    let db = tdb.connect().await.unwrap();
+    Migrator::up(&db, None).await.unwrap();
+    let tables = table_names(&db, backend).await;
+    for t in ["projects", "messages", "fragments"] {
+        assert!(
+            tables.contains(&t.to_owned()),
+            "{t} missing after up: {tables:?}"
+        );
+    }
+    Migrator::down(&db, None).await.unwrap();
+    let tables = table_names(&db, backend).await;
+    assert!(!tables.contains(&"projects".to_owned()), "{tables:?}");
+    assert!(
+        Migrator::get_applied_migrations(&db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    Migrator::up(&db, None).await.unwrap();
+    assert!(
+        Migrator::get_pending_migrations(&db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // the schema works after the round trip
+    codeflux_db::create_project(
+        &db,
+        NewProject {
+            name: "a".into(),
+            template: Template::ViteReact,
+            prompt: "p".into(),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn projects_and_messages_round_trip(backend: Backend) {
+    let tdb = TestDb::new(backend).await.unwrap();
+    let db = tdb.migrated().await.unwrap();
+    let prompt = "Build a habit tracker with dark mode ü \"quoted\" \\ ".repeat(10);
+    let (p1, m1) = codeflux_db::create_project(
+        &db,
+        NewProject {
+            name: "brave-otter".into(),
+            template: Template::NextJs,
+            prompt: prompt.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(p1.template, Template::NextJs);
+    assert_eq!(m1.content, prompt);
+    assert_eq!(m1.role, Role::User);
+    assert!(p1.description.chars().count() <= 281);
+    let (p2, _) = codeflux_db::create_project(
+        &db,
+        NewProject {
+            name: "calm-heron".into(),
+            template: Template::ViteReact,
+            prompt: "second".into(),
+        },
+    )
+    .await
+    .unwrap();
+
+    let list = codeflux_db::list_projects(&db).await.unwrap();
+    assert_eq!(
+        list.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![p2.id, p1.id],
+        "newest first"
+    );
+    assert_eq!(
+        codeflux_db::find_project(&db, p1.id).await.unwrap(),
+        Some(p1.clone())
+    );
+    assert_eq!(
+        codeflux_db::find_project(&db, codeflux_db::new_id())
+            .await
+            .unwrap(),
+        None
+    );
+
+    let files = BTreeMap::from([
+        (
+            "src/App.tsx".to_owned(),
+            "export default () => <p>\"hi\" ü \\</p>\n".to_owned(),
+        ),
+        ("package.json".to_owned(), "{}".to_owned()),
+    ]);
+    let reply = codeflux_db::insert_result(
+        &db,
+        p1.id,
+        "Here it is.".into(),
+        NewFragment {
+            sandbox_url: "http://x.preview.localhost:3000/".into(),
+            title: "Habit Tracker".into(),
+            files: files.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let err = codeflux_db::insert_message(
+        &db,
+        p1.id,
+        "boom".into(),
+        Role::Assistant,
+        MessageKind::Error,
+    )
+    .await
+    .unwrap();
+    let msgs = codeflux_db::list_messages(&db, p1.id).await.unwrap();
+    assert_eq!(
+        msgs.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![m1.id, reply.id, err.id]
+    );
+    assert!(msgs[0].fragment.is_none());
+    let frag = msgs[1].fragment.as_ref().expect("fragment");
+    assert_eq!(frag.files, files);
+    assert_eq!(frag.title, "Habit Tracker");
+    assert_eq!(msgs[2].kind, MessageKind::Error);
+    let after = codeflux_db::find_project(&db, p1.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(after.updated_at >= p1.updated_at);
+    assert!(codeflux_db::list_messages(&db, p2.id).await.unwrap().len() == 1);
+
+    // a message for a project that does not exist is refused by the foreign key
+    assert!(
+        codeflux_db::insert_message(
+            &db,
+            codeflux_db::new_id(),
+            "x".into(),
+            Role::User,
+            MessageKind::Result
+        )
+        .await
+        .is_err()
+    );
+    codeflux_db::ping(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_migrations_up_down_up() {
+    migrations_go_up_down_up(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_migrations_up_down_up() {
+    migrations_go_up_down_up(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_round_trip() {
+    projects_and_messages_round_trip(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_round_trip() {
+    projects_and_messages_round_trip(Backend::Postgres).await;
+}

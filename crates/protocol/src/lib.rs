@@ -1,0 +1,17 @@
+//! Types shared by every layer of CodeFlux, from the database to the browser.
+//!
+//! This crate compiles for the server and for `wasm32`, so it depends on serde-level crates
+//! only: no Leptos, no axum, no database driver. What crosses the wire (server function
+//! arguments and results, run events) is defined here once.
+
+mod error;
+mod model;
+pub mod time;
+pub mod validate;
+
+pub use error::{AppError, ErrorKind};
+pub use model::{Fragment, Message, MessageKind, Project, Role, Template};
+pub use uuid::Uuid;
+
+/// Largest prompt or follow-up message we accept, in characters.
+pub const MAX_PROMPT_CHARS: usize = 50_000;

@@ -1,0 +1,111 @@
+//! The `codeflux` binary: configuration, start-up (migrate), the HTTP server, shutdown.
+
+mod config;
+mod routes;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use codeflux_core::Services;
+use leptos::config::get_configuration;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    // .env first, so that its values count as environment for the parser below.
+    let dotenv = dotenvy::dotenv();
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Ok(path) = dotenv {
+        tracing::info!(path = %path.display(), "read .env");
+    }
+    let config = cli.config;
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let db_url = config.database_url();
+    tracing::info!(database = %codeflux_core::db::redact_url(&db_url), "connecting and migrating");
+    let db = codeflux_core::db::connect_and_migrate(&db_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                codeflux_core::db::redact_url(&db_url)
+            )
+        })?;
+    let services = Services::new(db);
+
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Seed => {
+            let created = services.seed_samples().await?;
+            println!("seeded {created} sample projects");
+            Ok(())
+        }
+        Command::Serve => serve(config, services).await,
+    }
+}
+
+async fn serve(config: config::Config, services: Services) -> Result<()> {
+    let leptos_toml = config.leptos_toml.display().to_string();
+    let mut leptos_options = get_configuration(Some(&leptos_toml))
+        .with_context(|| format!("reading {leptos_toml}"))?
+        .leptos_options;
+    if let Some(addr) = config.addr {
+        leptos_options.site_addr = addr;
+    }
+    let site_root = std::path::Path::new(leptos_options.site_root.as_ref());
+    if !site_root
+        .join(leptos_options.site_pkg_dir.as_ref())
+        .exists()
+    {
+        tracing::warn!(
+            site_root = %site_root.display(),
+            "the front end is not built: pages will not hydrate (run `cargo xtask run`)"
+        );
+    }
+
+    let listener = TcpListener::bind(leptos_options.site_addr)
+        .await
+        .with_context(|| format!("binding {}", leptos_options.site_addr))?;
+    let addr = listener.local_addr()?;
+    let app = routes::router(leptos_options, services);
+
+    // Tests and scripts read this line to learn the port.
+    println!("codeflux listening on http://{addr}");
+    tracing::info!(%addr, "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
