@@ -1,6 +1,8 @@
 //! Helpers for CodeFlux's own tests: throwaway databases (a SQLite file, a fresh PostgreSQL
 //! database on the local server) and the real server binary on a free port.
 
+pub mod scripted_llm;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,204 @@
+//! The sandbox for real: workspace files against planted symlinks, and commands in bubblewrap.
+
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use codeflux_protocol::Template;
+use codeflux_sandbox::local::{LocalConfig, LocalProvider};
+use codeflux_sandbox::workspace::{FileError, Workspace, clean_path};
+use codeflux_sandbox::{RunOptions, SandboxProvider};
+use uuid::Uuid;
+
+fn templates_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sandbox-templates")
+}
+
+#[test]
+fn paths_are_cleaned_or_refused() {
+    assert_eq!(clean_path("./src//App.tsx").unwrap(), "src/App.tsx");
+    for bad in ["", "/etc/passwd", "../x", "src/../../x", "~/x", "a\0b", "."] {
+        assert!(clean_path(bad).is_err(), "{bad:?} should be refused");
+    }
+}
+
+#[test]
+fn file_tools_never_leave_the_workspace() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.env"), "SECRET=1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::open(dir.path(), None).unwrap();
+    ws.write("src/App.tsx", "export default 1\n").unwrap();
+    assert_eq!(ws.read("src/App.tsx").unwrap(), "export default 1\n");
+
+    // Planted links, as a command in the sandbox could make them.
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link.txt")).unwrap();
+    std::os::unix::fs::symlink("/", dir.path().join("rootlink")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+    std::os::unix::fs::symlink("../..", dir.path().join("src/up")).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &dir.path().join("pipe"),
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+
+    for path in [
+        "link.txt",
+        "rootlink/etc/passwd",
+        "out/secret.env",
+        "src/up/etc/passwd",
+        "../etc/passwd",
+        "/etc/passwd",
+    ] {
+        let err = ws.read(path).unwrap_err();
+        assert!(
+            matches!(err, FileError::Escapes(_) | FileError::InvalidPath { .. }),
+            "{path}: {err:?}"
+        );
+    }
+    assert!(
+        matches!(ws.read("pipe").unwrap_err(), FileError::NotRegular { .. }),
+        "a FIFO never blocks a read"
+    );
+    for path in [
+        "rootlink/tmp/escape.txt",
+        "out/written.txt",
+        "src/up/escape.txt",
+        "../escape.txt",
+        "/tmp/escape.txt",
+    ] {
+        assert!(ws.write(path, "x").is_err(), "{path} must not be written");
+    }
+    assert!(!outside.path().join("written.txt").exists());
+    assert!(!Path::new("/tmp/escape.txt").exists());
+    // Writing over a symlink replaces the link; the target is untouched.
+    ws.write("link.txt", "mine").unwrap();
+    assert_eq!(ws.read("link.txt").unwrap(), "mine");
+    assert!(
+        std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .contains("root")
+    );
+
+    // Listing shows regular files only and skips installed packages.
+    ws.write("node_modules/x/index.js", "x").unwrap();
+    assert_eq!(ws.list().unwrap(), vec!["link.txt", "src/App.tsx"]);
+    let snap = ws.snapshot().unwrap();
+    assert_eq!(snap.len(), 2);
+
+    ws.replace_sources(&BTreeMap::from([(
+        "src/main.ts".to_owned(),
+        "new".to_owned(),
+    )]))
+    .unwrap();
+    assert_eq!(ws.list().unwrap(), vec!["src/main.ts"]);
+    assert!(
+        dir.path().join("node_modules/x/index.js").exists(),
+        "packages survive a restore"
+    );
+}
+
+async fn provider(data: &Path) -> LocalProvider {
+    LocalProvider::new(LocalConfig::new(data.to_path_buf(), templates_dir(), 3000)).unwrap()
+}
+
+#[tokio::test]
+async fn commands_run_isolated_in_the_workspace() {
+    let data = tempfile::tempdir().unwrap();
+    let p = provider(data.path()).await;
+    let id = Uuid::new_v4();
+    let sb = p.open(id, Template::ViteReact, None).await.unwrap();
+    assert!(
+        sb.list_files()
+            .await
+            .unwrap()
+            .contains(&"package.json".to_owned()),
+        "seeded from the template"
+    );
+    assert_eq!(
+        sb.preview_url(),
+        format!("http://{id}.preview.localhost:3000/")
+    );
+    sb.write_file("hello.txt", "hi from the host")
+        .await
+        .unwrap();
+
+    let opts = RunOptions::default();
+    let r = sb
+        .run(
+            "pwd; cat hello.txt; echo made > made.txt; id -u; env | sort; ls /",
+            &opts,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, Some(0), "{}", r.output);
+    assert!(
+        r.output.contains("/workspace\nhi from the host"),
+        "{}",
+        r.output
+    );
+    assert_eq!(sb.read_file("made.txt").await.unwrap(), "made\n");
+    assert!(
+        !r.output.contains("CARGO") && !r.output.contains("RUSTUP"),
+        "empty environment: {}",
+        r.output
+    );
+    if rustix::process::geteuid().is_root() {
+        assert!(!r.output.contains("\n0\n"), "not root inside: {}", r.output);
+    }
+
+    let r = sb
+        .run("cat /proc/1/environ | wc -c; cat /proc/1/cmdline | tr '\\0' ' '; ls /root /home 2>&1; cat /etc/shadow 2>&1", &opts, None)
+        .await
+        .unwrap();
+    assert!(
+        r.output.starts_with("0\n"),
+        "PID 1 has an empty environment: {}",
+        r.output
+    );
+    assert!(
+        !r.output.contains(&data.path().display().to_string()),
+        "no host paths in argv: {}",
+        r.output
+    );
+    assert!(r.output.contains("No such file"), "{}", r.output);
+
+    let r = sb
+        .run("echo out; echo err >&2; exit 3", &opts, None)
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, Some(3));
+    assert!(r.output.contains("out") && r.output.contains("err"));
+
+    let r = sb
+        .run(
+            "sleep 30",
+            &RunOptions {
+                timeout: Duration::from_millis(500),
+                ..opts.clone()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(r.timed_out && r.exit_code.is_none());
+    assert!(r.duration < Duration::from_secs(5));
+
+    let r = sb
+        .run(
+            "head -c 300000 /dev/zero | tr '\\0' x",
+            &RunOptions {
+                output_cap: 1000,
+                ..opts
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(r.output.len() < 1200 && r.omitted_bytes > 0);
+}

@@ -1,0 +1,437 @@
+//! A scripted OpenAI-compatible Chat Completions server on loopback, for tests only.
+//!
+//! It speaks the real wire protocol over real HTTP (streamed `text/event-stream` chunks, tool-call
+//! arguments split into small fragments, `[DONE]`), serves queued turns in order and records every
+//! request so tests can assert what the product sent. Requests that offer `tools` take the next
+//! agent turn; requests without tools (title, reply) take the next auxiliary turn, or a default.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+
+/// One scripted answer.
+#[derive(Clone)]
+pub enum Turn {
+    /// Text, streamed in pieces of 9 characters.
+    Text(String),
+    /// Tool calls (name, JSON arguments as text), arguments streamed in pieces of 7 characters.
+    ToolCalls(Vec<(String, String)>),
+    /// Text and tool calls in one answer.
+    TextAndTools(String, Vec<(String, String)>),
+    /// These `data:` payloads verbatim, then `[DONE]` (for malformed answers).
+    Raw(Vec<String>),
+    /// An HTTP error answer.
+    Status {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// The first `after` chunks of the turn, then the stream ends with neither a finish
+    /// reason nor `[DONE]` (a connection cut mid-way).
+    Cut { turn: Box<Turn>, after: usize },
+    /// The turn, paused before chunk `at` until `gate` is notified.
+    Gated {
+        turn: Box<Turn>,
+        at: usize,
+        gate: Arc<Notify>,
+    },
+    /// Answers 200 and then sends nothing (for idle timeouts).
+    Stall,
+    /// Waits this long before answering the turn.
+    Delayed(Duration, Box<Turn>),
+}
+
+impl Turn {
+    pub fn text(t: impl Into<String>) -> Turn {
+        Turn::Text(t.into())
+    }
+
+    /// One tool call with JSON arguments.
+    pub fn tool(name: &str, args: Value) -> Turn {
+        Turn::ToolCalls(vec![(name.to_owned(), args.to_string())])
+    }
+
+    pub fn tools(calls: Vec<(&str, Value)>) -> Turn {
+        Turn::ToolCalls(
+            calls
+                .into_iter()
+                .map(|(n, a)| (n.to_owned(), a.to_string()))
+                .collect(),
+        )
+    }
+
+    pub fn status(status: u16, body: &str) -> Turn {
+        Turn::Status {
+            status,
+            headers: Vec::new(),
+            body: body.to_owned(),
+        }
+    }
+}
+
+/// A request as the server received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+}
+
+impl Recorded {
+    pub fn has_tools(&self) -> bool {
+        self.body
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty())
+    }
+
+    pub fn messages(&self) -> Vec<Value> {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    agent: VecDeque<Turn>,
+    aux: VecDeque<Turn>,
+    requests: Vec<Recorded>,
+    counter: usize,
+}
+
+/// The running server; stops when dropped.
+pub struct ScriptedLlm {
+    /// `http://127.0.0.1:<port>/v1`, what LLM_BASE_URL should be.
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+    arrived: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ScriptedLlm {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ScriptedLlm {
+    pub async fn start() -> anyhow::Result<ScriptedLlm> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let arrived = Arc::new(Notify::new());
+        let st = state.clone();
+        let arr = arrived.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                let arr = arr.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(req, st.clone(), arr.clone()));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(ScriptedLlm {
+            base_url: format!("http://{addr}/v1"),
+            state,
+            arrived,
+            task,
+        })
+    }
+
+    /// Queues agent turns (answers to requests that offer tools).
+    pub fn push(&self, turns: impl IntoIterator<Item = Turn>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.agent.extend(turns);
+        }
+    }
+
+    /// Queues answers to requests without tools (title, reply).
+    pub fn push_aux(&self, turns: impl IntoIterator<Item = Turn>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.aux.extend(turns);
+        }
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state
+            .lock()
+            .map(|s| s.requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// Requests that offered tools (the agent's turns).
+    pub fn agent_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(Recorded::has_tools)
+            .collect()
+    }
+
+    /// Agent turns still queued.
+    pub fn pending(&self) -> usize {
+        self.state.lock().map(|s| s.agent.len()).unwrap_or_default()
+    }
+
+    /// Waits until `n` requests have arrived (at most `timeout`).
+    pub async fn wait_requests(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.arrived.notified();
+            if self.requests().len() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.requests().len() >= n;
+            }
+        }
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    arrived: Arc<Notify>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let headers: HashMap<String, String> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if !path.ends_with("/chat/completions") {
+        return Ok(json_response(
+            404,
+            &json!({"error": {"message": "not found"}}),
+        ));
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(json_response(
+            400,
+            &json!({"error": {"message": "bad json"}}),
+        ));
+    };
+    let recorded = Recorded {
+        path,
+        headers,
+        body: body.clone(),
+    };
+    let tools = recorded.has_tools();
+    let (turn, base) = {
+        let Ok(mut s) = state.lock() else {
+            return Ok(json_response(
+                500,
+                &json!({"error": {"message": "poisoned"}}),
+            ));
+        };
+        s.requests.push(recorded);
+        let turn = if tools {
+            s.agent.pop_front()
+        } else {
+            s.aux.pop_front().or_else(|| Some(default_aux(&body)))
+        };
+        s.counter += 1;
+        (turn, s.counter * 100)
+    };
+    arrived.notify_waiters();
+    let Some(turn) = turn else {
+        return Ok(json_response(
+            500,
+            &json!({"error": {"message": "scripted server: no agent turn queued"}}),
+        ));
+    };
+    Ok(respond(turn, base).await)
+}
+
+fn default_aux(body: &Value) -> Turn {
+    let first = body
+        .pointer("/messages/0/content")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_lowercase();
+    if first.contains("title") {
+        Turn::text("Counter App")
+    } else {
+        Turn::text("Your app is ready to try.")
+    }
+}
+
+fn json_response(status: u16, v: &Value) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
+    *res.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    res.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> String {
+    let mut c = json!({
+        "id": "chatcmpl-scripted", "object": "chat.completion.chunk", "model": "scripted",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+    });
+    if finish.is_some() {
+        c["usage"] = json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120});
+    }
+    c.to_string()
+}
+
+/// The `data:` payloads of a turn, `[DONE]` included.
+fn payloads(turn: &Turn, base: usize) -> Vec<String> {
+    let text_chunks = |t: &str| -> Vec<String> {
+        let chars: Vec<char> = t.chars().collect();
+        chars
+            .chunks(9)
+            .map(|c| chunk(json!({"content": c.iter().collect::<String>()}), None))
+            .collect()
+    };
+    let tool_chunks = |calls: &[(String, String)]| -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, (name, args)) in calls.iter().enumerate() {
+            out.push(chunk(
+                json!({"tool_calls": [{"index": i, "id": format!("call_{}", base + i), "type": "function",
+                                        "function": {"name": name, "arguments": ""}}]}),
+                None,
+            ));
+            let chars: Vec<char> = args.chars().collect();
+            for piece in chars.chunks(7) {
+                out.push(chunk(
+                    json!({"tool_calls": [{"index": i, "function": {"arguments": piece.iter().collect::<String>()}}]}),
+                    None,
+                ));
+            }
+        }
+        out
+    };
+    let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    match turn {
+        Turn::Text(t) => {
+            out.extend(text_chunks(t));
+            out.push(chunk(json!({}), Some("stop")));
+        }
+        Turn::ToolCalls(calls) => {
+            out.extend(tool_chunks(calls));
+            out.push(chunk(json!({}), Some("tool_calls")));
+        }
+        Turn::TextAndTools(t, calls) => {
+            out.extend(text_chunks(t));
+            out.extend(tool_chunks(calls));
+            out.push(chunk(json!({}), Some("tool_calls")));
+        }
+        Turn::Raw(raw) => out.extend(raw.iter().cloned()),
+        _ => {}
+    }
+    out.push("[DONE]".to_owned());
+    out
+}
+
+fn respond(
+    turn: Turn,
+    base: usize,
+) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
+    Box::pin(async move {
+        match turn {
+            Turn::Status {
+                status,
+                headers,
+                body,
+            } => {
+                let mut res = Response::new(Full::new(Bytes::from(body)).boxed());
+                *res.status_mut() = hyper::StatusCode::from_u16(status)
+                    .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                for (k, v) in headers {
+                    if let (Ok(k), Ok(v)) = (
+                        hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                        hyper::header::HeaderValue::from_str(&v),
+                    ) {
+                        res.headers_mut().insert(k, v);
+                    }
+                }
+                res
+            }
+            Turn::Delayed(d, inner) => {
+                tokio::time::sleep(d).await;
+                respond(*inner, base).await
+            }
+            Turn::Stall => sse(Vec::new(), None, true),
+            Turn::Cut { turn, after } => {
+                let mut p = payloads(&turn, base);
+                p.truncate(after);
+                sse(p, None, false)
+            }
+            Turn::Gated { turn, at, gate } => sse(payloads(&turn, base), Some((at, gate)), false),
+            other => sse(payloads(&other, base), None, false),
+        }
+    })
+}
+
+/// An event-stream answer fed by a task, so chunks can pause (gate) or never come (stall).
+fn sse(payloads: Vec<String>, gate: Option<(usize, Arc<Notify>)>, stall: bool) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
+    tokio::spawn(async move {
+        if stall {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(tx);
+            return;
+        }
+        for (i, p) in payloads.into_iter().enumerate() {
+            if let Some((at, gate)) = &gate
+                && *at == i
+            {
+                gate.notified().await;
+            }
+            let frame = Frame::data(Bytes::from(format!("data: {p}\n\n")));
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut res = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    res.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    res.headers_mut().insert(
+        "cache-control",
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    res
+}
