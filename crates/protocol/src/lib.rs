@@ -5,11 +5,13 @@
 //! arguments and results, run events) is defined here once.
 
 mod error;
+mod event;
 mod model;
 pub mod time;
 pub mod validate;
 
 pub use error::{AppError, ErrorKind};
+pub use event::{Run, RunEvent, RunStatus, StoredEvent};
 pub use model::{Fragment, Message, MessageKind, Project, Role, Template};
 pub use uuid::Uuid;
 
