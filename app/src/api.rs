@@ -5,7 +5,7 @@
 //! a missing or malformed field becomes a clear 400 from the validation in `codeflux-core`
 //! instead of a deserialization failure.
 
-use codeflux_protocol::{AppError, ErrorKind, Message, Project};
+use codeflux_protocol::{AppError, ErrorKind, Message, Project, Run};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::JsonEncoding;
@@ -117,4 +117,38 @@ pub async fn create_message(
     let message = services()?.create_message(&project_id, &content).await?;
     redirect_plain_form(&format!("/projects/{}", message.project_id));
     Ok(message)
+}
+
+/// What stopping a project's runs did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancelled {
+    /// Runs stopped or dropped from the queue.
+    pub cancelled: u32,
+}
+
+/// Stops the project's running run and drops its queued follow-ups.
+#[server(endpoint = "runs/cancel")]
+pub async fn cancel_runs(#[server(default)] project_id: String) -> Result<Cancelled, ApiError> {
+    let cancelled = services()?.cancel_runs(&project_id).await?;
+    Ok(Cancelled { cancelled })
+}
+
+/// The project's queued and running runs, oldest first.
+#[server(endpoint = "runs/active")]
+pub async fn active_runs(#[server(default)] project_id: String) -> Result<Vec<Run>, ApiError> {
+    Ok(services()?.active_runs(&project_id).await?)
+}
+
+/// What the page needs to know about the server's set-up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Set when no model provider is configured: what to set.
+    pub llm_problem: Option<String>,
+}
+
+#[server(endpoint = "system/status")]
+pub async fn system_status() -> Result<ServerStatus, ApiError> {
+    Ok(ServerStatus {
+        llm_problem: services()?.llm_problem(),
+    })
 }

@@ -7,15 +7,17 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_projects_messages_fragments;
+mod m20261129_000002_create_runs_and_events;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261129_000001_create_projects_messages_fragments::Migration,
-        )]
+        vec![
+            Box::new(m20261129_000001_create_projects_messages_fragments::Migration),
+            Box::new(m20261129_000002_create_runs_and_events::Migration),
+        ]
     }
 }
 

@@ -45,9 +45,74 @@ pub struct Config {
     /// The Leptos settings file (site root, pkg dir, output name).
     #[arg(long, env = "CODEFLUX_LEPTOS_TOML", default_value = "Leptos.toml")]
     pub leptos_toml: PathBuf,
+
+    /// Where the project templates (vite-react, nextjs) are.
+    #[arg(
+        long,
+        env = "CODEFLUX_TEMPLATES_DIR",
+        default_value = "sandbox-templates"
+    )]
+    pub templates_dir: PathBuf,
+
+    /// Any OpenAI-compatible server (e.g. http://127.0.0.1:11434/v1); overrides the provider's address.
+    #[arg(long, env = "LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+
+    /// API key for LLM_BASE_URL (or to override a provider's key).
+    #[arg(long, env = "LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+
+    /// Model name; overrides the provider's default (openai/gpt-oss-120b:free on OpenRouter).
+    #[arg(long, env = "LLM_MODEL")]
+    pub llm_model: Option<String>,
+
+    /// A built-in provider by name: openrouter, openai or ollama.
+    #[arg(long, env = "LLM_PROVIDER")]
+    pub llm_provider: Option<String>,
+
+    /// OpenRouter key; OpenRouter is the default provider when it is set.
+    #[arg(long, env = "OPENROUTER_API_KEY", hide_env_values = true)]
+    pub openrouter_api_key: Option<String>,
+
+    /// OpenAI key.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+
+    /// Agent runs working at the same time, across every project.
+    #[arg(long, env = "CODEFLUX_MAX_RUNS", default_value_t = 4)]
+    pub max_runs: usize,
+
+    /// Model calls with tools per run, at most.
+    #[arg(long, env = "CODEFLUX_MAX_STEPS", default_value_t = 30)]
+    pub max_steps: usize,
+
+    /// Seconds one terminal command of the agent may take.
+    #[arg(long, env = "CODEFLUX_COMMAND_TIMEOUT", default_value_t = 300)]
+    pub command_timeout_secs: u64,
 }
 
 impl Config {
+    /// The use-cases' settings.
+    pub fn core(&self) -> codeflux_core::CoreConfig {
+        codeflux_core::CoreConfig {
+            llm: codeflux_core::LlmSettings {
+                base_url: self.llm_base_url.clone(),
+                api_key: self.llm_api_key.clone(),
+                model: self.llm_model.clone(),
+                provider: self.llm_provider.clone(),
+                openrouter_api_key: self.openrouter_api_key.clone(),
+                openai_api_key: self.openai_api_key.clone(),
+            },
+            llm_options: codeflux_core::LlmClientOptions::default(),
+            agent: codeflux_core::AgentConfig {
+                max_iterations: self.max_steps.max(1),
+                command_timeout: std::time::Duration::from_secs(self.command_timeout_secs.max(1)),
+                ..codeflux_core::AgentConfig::default()
+            },
+            max_concurrent_runs: self.max_runs.max(1),
+        }
+    }
+
     /// The database to use: DATABASE_URL, or the SQLite file in the data dir.
     pub fn database_url(&self) -> String {
         match &self.database_url {

@@ -5,7 +5,10 @@ mod routes;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use std::sync::Arc;
+
 use codeflux_core::Services;
+use codeflux_core::sandbox::local::{LocalConfig, LocalProvider};
 use leptos::config::get_configuration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -41,19 +44,20 @@ async fn main() -> Result<()> {
                 codeflux_core::db::redact_url(&db_url)
             )
         })?;
-    let services = Services::new(db);
 
     match cli.command.unwrap_or(Command::Serve) {
         Command::Seed => {
-            let created = services.seed_samples().await?;
+            let created = codeflux_core::seed_samples(&db)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("seeded {created} sample projects");
             Ok(())
         }
-        Command::Serve => serve(config, services).await,
+        Command::Serve => serve(config, db).await,
     }
 }
 
-async fn serve(config: config::Config, services: Services) -> Result<()> {
+async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> {
     let leptos_toml = config.leptos_toml.display().to_string();
     let mut leptos_options = get_configuration(Some(&leptos_toml))
         .with_context(|| format!("reading {leptos_toml}"))?
@@ -76,13 +80,29 @@ async fn serve(config: config::Config, services: Services) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", leptos_options.site_addr))?;
     let addr = listener.local_addr()?;
-    let app = routes::router(leptos_options, services);
+    let sandboxes = LocalProvider::new(LocalConfig::new(
+        std::path::absolute(&config.data_dir)?,
+        std::path::absolute(&config.templates_dir)?,
+        addr.port(),
+    ))
+    .context("setting up the local sandboxes")?;
+    let services = Services::new(db, Arc::new(sandboxes), config.core());
+    services
+        .runs()
+        .recover()
+        .await
+        .map_err(|e| anyhow::anyhow!("recovering runs: {}", e.message))?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let app = routes::router(leptos_options, services, shutdown.clone());
 
     // Tests and scripts read this line to learn the port.
     println!("codeflux listening on http://{addr}");
     tracing::info!(%addr, "serving");
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        })
         .await?;
     tracing::info!("stopped");
     Ok(())

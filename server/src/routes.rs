@@ -3,15 +3,20 @@
 use app::{App, shell};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use codeflux_core::Services;
 use codeflux_protocol::AppError;
+use futures_util::StreamExt;
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
 
 /// Largest server-function error body we inspect to set its status.
@@ -21,6 +26,8 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 struct AppState {
     leptos_options: LeptosOptions,
     services: Services,
+    /// Cancelled when the server shuts down: ends the open event streams.
+    shutdown: CancellationToken,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {
@@ -29,14 +36,20 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
     }
 }
 
-pub fn router(leptos_options: LeptosOptions, services: Services) -> Router {
+pub fn router(
+    leptos_options: LeptosOptions,
+    services: Services,
+    shutdown: CancellationToken,
+) -> Router {
     let routes = generate_route_list(App);
     let state = AppState {
         leptos_options: leptos_options.clone(),
         services: services.clone(),
+        shutdown,
     };
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/api/projects/{id}/events", get(events))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -54,6 +67,63 @@ pub fn router(leptos_options: LeptosOptions, services: Services) -> Router {
         .layer(middleware::from_fn(api_status))
         .layer(CompressionLayer::new())
         .with_state(state)
+}
+
+/// A project's run events as server-sent events: every stored event after `Last-Event-ID`
+/// (header, or `last_event_id` in the query), then the live ones. Each has an `id:` (its
+/// number in the project), an `event:` (its type) and JSON `data:`; a comment every 15 s keeps
+/// the connection open.
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(query.last_event_id)
+        .unwrap_or(0);
+    let feed = match state.services.events(&id, after).await {
+        Ok(f) => f,
+        Err(e) => return error_response(&e),
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+        let sse = SseEvent::default()
+            .id(event.seq.to_string())
+            .event(event.event.kind())
+            .data(data);
+        Some((Ok::<_, std::convert::Infallible>(sse), feed))
+    })
+    .take_until(state.shutdown.cancelled_owned());
+    let mut res = Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("keep-alive"),
+        )
+        .into_response();
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res
+}
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    last_event_id: Option<i64>,
+}
+
+fn error_response(e: &AppError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(e).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 /// 200 when the database answers, 503 otherwise.

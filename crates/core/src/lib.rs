@@ -1,32 +1,100 @@
 //! The use-cases of CodeFlux, independent of any web framework: what happens when a person
-//! creates a project or sends a message. The server functions in `app` are thin wrappers
-//! around [`Services`].
+//! creates a project, sends a message or stops a run. The server functions in `app` are thin
+//! wrappers around [`Services`].
 
+mod events;
+mod runs;
 mod seed;
 
+use std::sync::Arc;
+
+/// The agent's limits (re-exported for the server's configuration).
+pub use codeflux_agent::AgentConfig;
 /// The data layer, for start-up code (connect, migrate, URLs).
 pub use codeflux_db as db;
-
 use codeflux_db::{Db, DbError, NewProject};
-use codeflux_protocol::{AppError, Message, MessageKind, Project, Role, Template, validate};
+use codeflux_llm::LlmClient;
+pub use codeflux_llm::{ClientOptions as LlmClientOptions, LlmSettings};
+use codeflux_protocol::{AppError, Message, Project, Run, Template, validate};
+/// Sandboxes, for start-up code.
+pub use codeflux_sandbox as sandbox;
+use codeflux_sandbox::SandboxProvider;
+pub use events::{EventBus, EventFeed};
+pub use runs::RunManager;
+pub use seed::seed_samples;
+
+/// Settings of the use-cases, read once at start by the server.
+#[derive(Clone, Debug, Default)]
+pub struct CoreConfig {
+    pub llm: LlmSettings,
+    pub llm_options: LlmClientOptions,
+    pub agent: AgentConfig,
+    /// Runs working at the same time across every project.
+    pub max_concurrent_runs: usize,
+}
 
 /// Everything a request needs, created once at start and shared.
 #[derive(Clone)]
 pub struct Services {
     db: Db,
+    bus: EventBus,
+    runs: RunManager,
+    sandboxes: Arc<dyn SandboxProvider>,
 }
 
 impl Services {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    /// Must be called inside the tokio runtime (starts the event writer).
+    pub fn new(db: Db, sandboxes: Arc<dyn SandboxProvider>, cfg: CoreConfig) -> Self {
+        let llm = cfg
+            .llm
+            .resolve()
+            .and_then(|endpoint| LlmClient::new(endpoint, cfg.llm_options.clone()));
+        match &llm {
+            Ok(c) => {
+                tracing::info!(provider = %c.endpoint().provider, model = %c.endpoint().model, base_url = %c.endpoint().base_url, "model provider")
+            }
+            Err(e) => tracing::warn!("{}", e.message),
+        }
+        let bus = EventBus::start(db.clone());
+        let runs = RunManager::new(
+            db.clone(),
+            bus.clone(),
+            llm,
+            sandboxes.clone(),
+            cfg.agent,
+            if cfg.max_concurrent_runs == 0 {
+                4
+            } else {
+                cfg.max_concurrent_runs
+            },
+        );
+        Self {
+            db,
+            bus,
+            runs,
+            sandboxes,
+        }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
     }
 
-    /// Creates a project from a prompt: a generated name, and the prompt as its first USER
-    /// message. An empty `template` means the default one.
+    pub fn runs(&self) -> &RunManager {
+        &self.runs
+    }
+
+    pub fn sandboxes(&self) -> &Arc<dyn SandboxProvider> {
+        &self.sandboxes
+    }
+
+    /// Why the agent cannot run, if no model provider is configured.
+    pub fn llm_problem(&self) -> Option<String> {
+        self.runs.llm_problem()
+    }
+
+    /// Creates a project from a prompt (a generated name, the prompt as its first USER
+    /// message) and starts its first run. An empty `template` means the default one.
     pub async fn create_project(
         &self,
         prompt: &str,
@@ -38,7 +106,7 @@ impl Services {
             Some(name) => name.parse::<Template>()?,
         };
         let name = generate_name();
-        let (project, _first) = codeflux_db::create_project(
+        let (project, first) = codeflux_db::create_project(
             &self.db,
             NewProject {
                 name,
@@ -49,6 +117,7 @@ impl Services {
         .await
         .map_err(db_error)?;
         tracing::info!(project = %project.id, name = %project.name, template = %template, "project created");
+        self.runs.enqueue(project.id, first.id).await?;
         Ok(project)
     }
 
@@ -74,7 +143,7 @@ impl Services {
             .map_err(db_error)
     }
 
-    /// A follow-up from the person.
+    /// A follow-up from the person; it runs after the project's current run, if any.
     pub async fn create_message(
         &self,
         project_id: &str,
@@ -82,15 +151,35 @@ impl Services {
     ) -> Result<Message, AppError> {
         let content = validate::prompt(content)?;
         let project = self.get_project(project_id).await?;
-        codeflux_db::insert_message(
+        let message = codeflux_db::insert_message(
             &self.db,
             project.id,
             content,
-            Role::User,
-            MessageKind::Result,
+            codeflux_protocol::Role::User,
+            codeflux_protocol::MessageKind::Result,
         )
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+        self.runs.enqueue(project.id, message.id).await?;
+        Ok(message)
+    }
+
+    /// Stops the project's run and drops its queued follow-ups; returns how many.
+    pub async fn cancel_runs(&self, project_id: &str) -> Result<u32, AppError> {
+        let project = self.get_project(project_id).await?;
+        self.runs.cancel(project.id).await
+    }
+
+    /// The project's queued and running runs.
+    pub async fn active_runs(&self, project_id: &str) -> Result<Vec<Run>, AppError> {
+        let project = self.get_project(project_id).await?;
+        self.runs.active(project.id).await
+    }
+
+    /// The project's events numbered above `after`, then the live ones.
+    pub async fn events(&self, project_id: &str, after: i64) -> Result<EventFeed, AppError> {
+        let project = self.get_project(project_id).await?;
+        Ok(self.bus.feed(project.id, after.max(0)))
     }
 
     /// Whether the database answers (for /healthz).
@@ -99,7 +188,7 @@ impl Services {
     }
 }
 
-/// A readable project name such as "brave-golden-otter".
+/// A readable project name such as "golden-otter".
 pub fn generate_name() -> String {
     petname::petname(2, "-").unwrap_or_else(|| {
         format!(
@@ -110,7 +199,7 @@ pub fn generate_name() -> String {
 }
 
 /// Turns a data-layer failure into what the caller may see; the details go to the log.
-fn db_error(err: DbError) -> AppError {
+pub(crate) fn db_error(err: DbError) -> AppError {
     match &err {
         DbError::Unreachable(_) => {
             tracing::error!(error = %err, "database unreachable");

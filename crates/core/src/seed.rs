@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use codeflux_db::{NewFragment, NewProject};
+use codeflux_db::{Db, NewFragment, NewProject};
 use codeflux_protocol::{AppError, MessageKind, Role, Template};
 
-use crate::{Services, db_error, generate_name};
+use crate::{db_error, generate_name};
 
 struct Sample {
     prompt: &'static str,
@@ -32,57 +32,55 @@ const SAMPLES: [Sample; 2] = [
     },
 ];
 
-impl Services {
-    /// Creates the sample projects, each with a prompt, a reply and a fragment, plus a
-    /// follow-up that failed. Returns how many projects were created.
-    pub async fn seed_samples(&self) -> Result<usize, AppError> {
-        for s in &SAMPLES {
-            let (project, _) = codeflux_db::create_project(
-                self.db(),
-                NewProject {
-                    name: generate_name(),
-                    template: s.template,
-                    prompt: s.prompt.to_owned(),
-                },
-            )
-            .await
-            .map_err(db_error)?;
-            let path = match s.template {
-                Template::ViteReact => "src/App.tsx",
-                Template::NextJs => "app/page.tsx",
-            };
-            let files = BTreeMap::from([(path.to_owned(), s.app.to_owned())]);
-            codeflux_db::insert_result(
-                self.db(),
-                project.id,
-                s.reply.to_owned(),
-                NewFragment {
-                    sandbox_url: String::new(),
-                    title: s.title.to_owned(),
-                    files,
-                },
-            )
-            .await
-            .map_err(db_error)?;
-            codeflux_db::insert_message(
-                self.db(),
-                project.id,
-                "Add a weekly overview".to_owned(),
-                Role::User,
-                MessageKind::Result,
-            )
-            .await
-            .map_err(db_error)?;
-            codeflux_db::insert_message(
-                self.db(),
-                project.id,
-                "The model provider did not answer (sample error).".to_owned(),
-                Role::Assistant,
-                MessageKind::Error,
-            )
-            .await
-            .map_err(db_error)?;
-        }
-        Ok(SAMPLES.len())
+/// Creates the sample projects, each with a prompt, a reply and a fragment, plus a follow-up
+/// that failed. Returns how many projects were created.
+pub async fn seed_samples(db: &Db) -> Result<usize, AppError> {
+    for s in &SAMPLES {
+        let (project, _) = codeflux_db::create_project(
+            db,
+            NewProject {
+                name: generate_name(),
+                template: s.template,
+                prompt: s.prompt.to_owned(),
+            },
+        )
+        .await
+        .map_err(db_error)?;
+        let path = match s.template {
+            Template::ViteReact => "src/App.tsx",
+            Template::NextJs => "app/page.tsx",
+        };
+        let files = BTreeMap::from([(path.to_owned(), s.app.to_owned())]);
+        codeflux_db::insert_result(
+            db,
+            project.id,
+            s.reply.to_owned(),
+            NewFragment {
+                sandbox_url: String::new(),
+                title: s.title.to_owned(),
+                files,
+            },
+        )
+        .await
+        .map_err(db_error)?;
+        codeflux_db::insert_message(
+            db,
+            project.id,
+            "Add a weekly overview".to_owned(),
+            Role::User,
+            MessageKind::Result,
+        )
+        .await
+        .map_err(db_error)?;
+        codeflux_db::insert_message(
+            db,
+            project.id,
+            "The model provider did not answer (sample error).".to_owned(),
+            Role::Assistant,
+            MessageKind::Error,
+        )
+        .await
+        .map_err(db_error)?;
     }
+    Ok(SAMPLES.len())
 }

@@ -3,6 +3,7 @@
 
 pub mod entity;
 mod repo;
+mod runs;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 
 pub use migration::default_sqlite_url;
 pub use repo::*;
+pub use runs::*;
 pub use sea_orm::DatabaseConnection as Db;
 
 /// A failure of the data layer.

@@ -232,7 +232,7 @@ fn message_dto(m: message::Model, f: Option<fragment::Model>) -> Result<Message,
     })
 }
 
-fn fragment_dto(f: fragment::Model) -> Result<Fragment, DbError> {
+pub(crate) fn fragment_dto(f: fragment::Model) -> Result<Fragment, DbError> {
     let files: BTreeMap<String, String> = serde_json::from_value(f.files)
         .map_err(|e| DbError::Corrupt(format!("fragment {} files: {e}", f.id)))?;
     Ok(Fragment {

@@ -4,8 +4,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::Fragment;
-
 /// One step of a run's progress. Serialized with a `type` tag in snake_case.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -36,11 +34,14 @@ pub enum RunEvent {
     FileWritten { path: String },
     /// Something worth telling while the run goes on (a retry, a limit).
     Notice { message: String },
-    /// The run is done: its reply and the version it produced.
+    /// The run is done: its reply message and the version it produced (the files themselves
+    /// are in the message's fragment).
     RunFinished {
         message_id: Uuid,
-        fragment: Fragment,
+        fragment_id: Uuid,
         title: String,
+        sandbox_url: String,
+        file_count: u32,
     },
     /// The run failed; an ERROR message says why.
     RunFailed {

@@ -361,11 +361,7 @@ impl Workspace {
                 Err(_) => continue,
             };
             match FileType::from_raw_mode(st.st_mode) {
-                FileType::RegularFile => {
-                    if !name.contains(".codeflux-") {
-                        out.push(rel);
-                    }
-                }
+                FileType::RegularFile if !name.contains(".codeflux-") => out.push(rel),
                 FileType::Directory => {
                     if SKIP_DIRS.contains(&name) {
                         continue;

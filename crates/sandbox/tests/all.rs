@@ -41,7 +41,7 @@ fn file_tools_never_leave_the_workspace() {
     std::os::unix::fs::symlink("../..", dir.path().join("src/up")).unwrap();
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
-        &dir.path().join("pipe"),
+        dir.path().join("pipe"),
         rustix::fs::Mode::from_raw_mode(0o644),
     )
     .unwrap();

@@ -31,9 +31,15 @@ pub fn start(
     .expect("server starts")
 }
 
+/// An HTTP client (reqwest is built without a default TLS provider; install ring's).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A server function call as any HTTP client makes it: URL-encoded POST in, JSON out.
 pub async fn call(base: &str, name: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let res = reqwest::Client::new()
+    let res = http()
         .post(format!("{base}/api/{name}"))
         .form(form)
         .send()
@@ -46,6 +52,6 @@ pub async fn call(base: &str, name: &str, form: &[(&str, &str)]) -> (u16, Value)
 }
 
 pub async fn get(url: &str) -> (u16, String) {
-    let res = reqwest::get(url).await.expect("request");
+    let res = http().get(url).send().await.expect("request");
     (res.status().as_u16(), res.text().await.expect("body"))
 }

@@ -3,3 +3,5 @@
 pub mod fragment;
 pub mod message;
 pub mod project;
+pub mod run;
+pub mod run_event;

@@ -1,0 +1,417 @@
+//! Runs end to end in-process: Services + RunManager + event bus on a real database, a real
+//! sandbox and the scripted model server over HTTP.
+
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use codeflux_core::sandbox::local::{LocalConfig, LocalProvider};
+use codeflux_core::{CoreConfig, LlmClientOptions, LlmSettings, Services};
+use codeflux_protocol::{MessageKind, Role, RunEvent, RunStatus, StoredEvent};
+use codeflux_test_support::scripted_llm::{ScriptedLlm, Turn};
+use codeflux_test_support::{Backend, TestDb};
+use serde_json::json;
+use tokio::sync::Notify;
+
+struct Rig {
+    services: Services,
+    llm: ScriptedLlm,
+    _db: TestDb,
+    _data: tempfile::TempDir,
+}
+
+async fn rig_with(backend: Backend, configure: impl FnOnce(&mut CoreConfig)) -> Rig {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let tdb = TestDb::new(backend).await.unwrap();
+    let db = tdb.migrated().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sandbox-templates");
+    let sandboxes =
+        LocalProvider::new(LocalConfig::new(data.path().to_path_buf(), templates, 4321)).unwrap();
+    let mut cfg = CoreConfig {
+        llm: LlmSettings {
+            base_url: Some(llm.base_url.clone()),
+            api_key: Some("sk-core-test".into()),
+            model: Some("scripted".into()),
+            ..LlmSettings::default()
+        },
+        llm_options: LlmClientOptions {
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(20),
+            ..LlmClientOptions::default()
+        },
+        max_concurrent_runs: 4,
+        ..CoreConfig::default()
+    };
+    configure(&mut cfg);
+    let services = Services::new(db, Arc::new(sandboxes), cfg);
+    Rig {
+        services,
+        llm,
+        _db: tdb,
+        _data: data,
+    }
+}
+
+async fn rig(backend: Backend) -> Rig {
+    rig_with(backend, |_| {}).await
+}
+
+/// Reads the project's feed from `after` until `n` runs have ended (at most 60 s).
+async fn until_runs_end(s: &Services, project: &str, after: i64, n: usize) -> Vec<StoredEvent> {
+    let mut feed = s.events(project, after).await.unwrap();
+    let mut got = Vec::new();
+    let mut ended = 0;
+    while ended < n {
+        let e = tokio::time::timeout(Duration::from_secs(60), feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out; events so far: {got:#?}"))
+            .unwrap();
+        if e.event.is_terminal() {
+            ended += 1;
+        }
+        got.push(e);
+    }
+    got
+}
+
+const APP: &str = "import { useState } from \"react\";\nexport default function App() {\n  const [n, setN] = useState(0);\n  return <button onClick={() => setN(n + 1)}>MARKER-ONE {n}</button>;\n}\n";
+
+async fn golden_path_and_follow_up(backend: Backend) {
+    let r = rig(backend).await;
+    r.llm.push([
+        Turn::tool(
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "src/App.tsx", "content": APP}]}),
+        ),
+        Turn::text("<task_summary>Built a counter.</task_summary>"),
+    ]);
+    let project = r
+        .services
+        .create_project("Build a counter", None)
+        .await
+        .unwrap();
+    let pid = project.id.to_string();
+    let events = until_runs_end(&r.services, &pid, 0, 1).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.kind()).collect();
+    assert_eq!(kinds.first(), Some(&"run_queued"));
+    assert!(
+        kinds.contains(&"run_started")
+            && kinds.contains(&"tool_call")
+            && kinds.contains(&"file_written")
+    );
+    assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "numbered 1, 2, 3, ..."
+    );
+
+    let msgs = r.services.list_messages(&pid).await.unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(
+        (msgs[1].role, msgs[1].kind),
+        (Role::Assistant, MessageKind::Result)
+    );
+    assert_eq!(msgs[1].content, "Your app is ready to try.");
+    let frag = msgs[1].fragment.as_ref().unwrap();
+    assert_eq!(frag.title, "Counter App");
+    assert_eq!(frag.files["src/App.tsx"], APP);
+    assert!(
+        frag.files.contains_key("package.json") && frag.files.contains_key("src/main.tsx"),
+        "full snapshot"
+    );
+    assert!(!frag.files.keys().any(|k| k.contains("node_modules")));
+    assert_eq!(
+        frag.sandbox_url,
+        format!("http://{pid}.preview.localhost:4321/")
+    );
+    if let RunEvent::RunFinished {
+        fragment_id,
+        file_count,
+        ..
+    } = &events.last().unwrap().event
+    {
+        assert_eq!(*fragment_id, frag.id);
+        assert_eq!(*file_count as usize, frag.files.len());
+    }
+    assert!(r.services.active_runs(&pid).await.unwrap().is_empty());
+
+    // A follow-up continues from the previous files (an edit, not a rewrite).
+    r.llm.push([
+        Turn::tool(
+            "editFile",
+            json!({"path": "src/App.tsx", "search": "MARKER-ONE", "replace": "MARKER-TWO"}),
+        ),
+        Turn::text("<task_summary>Renamed.</task_summary>"),
+    ]);
+    let last = events.last().unwrap().seq;
+    r.services
+        .create_message(&pid, "Rename the label")
+        .await
+        .unwrap();
+    until_runs_end(&r.services, &pid, last, 1).await;
+    let msgs = r.services.list_messages(&pid).await.unwrap();
+    assert_eq!(msgs.len(), 4);
+    let frag2 = msgs[3].fragment.as_ref().unwrap();
+    assert!(
+        frag2.files["src/App.tsx"].contains("MARKER-TWO")
+            && frag2.files["src/App.tsx"].contains("useState")
+    );
+    assert_eq!(frag2.files.len(), frag.files.len());
+    // The model saw the earlier conversation and was told it is a follow-up.
+    let req = r.llm.agent_requests().last().unwrap().messages();
+    assert!(req.iter().any(|m| {
+        m["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Build a counter"))
+    }));
+    assert!(req.iter().any(|m| {
+        m["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("change to the app"))
+    }));
+}
+
+#[tokio::test]
+async fn sqlite_golden_path_and_follow_up() {
+    golden_path_and_follow_up(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_golden_path_and_follow_up() {
+    golden_path_and_follow_up(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_follow_up_during_a_run_waits_its_turn() {
+    let r = rig(Backend::Sqlite).await;
+    let gate = Arc::new(Notify::new());
+    r.llm.push([
+        Turn::Gated {
+            turn: Box::new(Turn::text("Working...<task_summary>First.</task_summary>")),
+            at: 2,
+            gate: gate.clone(),
+        },
+        Turn::text("<task_summary>Second.</task_summary>"),
+    ]);
+    let project = r.services.create_project("first", None).await.unwrap();
+    let pid = project.id.to_string();
+    assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
+    r.services.create_message(&pid, "second").await.unwrap();
+    let active = r.services.active_runs(&pid).await.unwrap();
+    assert_eq!(
+        active.iter().map(|x| x.status).collect::<Vec<_>>(),
+        vec![RunStatus::Running, RunStatus::Queued]
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        r.llm.agent_requests().len(),
+        1,
+        "the follow-up has not started"
+    );
+    gate.notify_waiters();
+    let events = until_runs_end(&r.services, &pid, 0, 2).await;
+    let order: Vec<&str> = events
+        .iter()
+        .map(|e| e.event.kind())
+        .filter(|k| *k == "run_started" || *k == "run_finished")
+        .collect();
+    assert_eq!(
+        order,
+        vec!["run_started", "run_finished", "run_started", "run_finished"]
+    );
+    let queued: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e.event {
+            RunEvent::RunQueued { position, .. } => Some(position),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued, vec![0, 1]);
+}
+
+#[tokio::test]
+async fn cancel_stops_the_run_mid_stream_and_drops_queued_ones() {
+    let r = rig(Backend::Sqlite).await;
+    let gate = Arc::new(Notify::new());
+    r.llm.push([Turn::Gated {
+        turn: Box::new(Turn::text("This will never finish streaming because")),
+        at: 2,
+        gate: gate.clone(),
+    }]);
+    let project = r.services.create_project("slow one", None).await.unwrap();
+    let pid = project.id.to_string();
+    assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
+    r.services
+        .create_message(&pid, "queued follow-up")
+        .await
+        .unwrap();
+    let n = r.services.cancel_runs(&pid).await.unwrap();
+    assert_eq!(n, 2);
+    let events = until_runs_end(&r.services, &pid, 0, 2).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event.kind() == "run_cancelled")
+            .count(),
+        2
+    );
+    assert!(r.services.active_runs(&pid).await.unwrap().is_empty());
+    let msgs = r.services.list_messages(&pid).await.unwrap();
+    let errors: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m.kind == MessageKind::Error)
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("Stopped")));
+    gate.notify_waiters();
+    // Nothing left to stop.
+    assert_eq!(r.services.cancel_runs(&pid).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn without_a_provider_the_run_fails_at_once_saying_what_to_set() {
+    let r = rig_with(Backend::Sqlite, |c| c.llm = LlmSettings::default()).await;
+    assert!(
+        r.services
+            .llm_problem()
+            .unwrap()
+            .contains("OPENROUTER_API_KEY")
+    );
+    let project = r.services.create_project("anything", None).await.unwrap();
+    let pid = project.id.to_string();
+    let events = until_runs_end(&r.services, &pid, 0, 1).await;
+    match &events.last().unwrap().event {
+        RunEvent::RunFailed { reason, class, .. } => {
+            assert!(
+                reason.contains("OPENROUTER_API_KEY") && reason.contains("LLM_BASE_URL"),
+                "{reason}"
+            );
+            assert_eq!(class, "setup");
+        }
+        other => panic!("{other:?}"),
+    }
+    let msgs = r.services.list_messages(&pid).await.unwrap();
+    assert_eq!(msgs[1].kind, MessageKind::Error);
+    assert!(msgs[1].content.contains("LLM_API_KEY"));
+}
+
+#[tokio::test]
+async fn a_model_error_leaves_an_error_message() {
+    let r = rig(Backend::Sqlite).await;
+    r.llm.push([Turn::status(
+        401,
+        r#"{"error":{"message":"invalid key sk-..."}}"#,
+    )]);
+    let project = r.services.create_project("x", None).await.unwrap();
+    let pid = project.id.to_string();
+    let events = until_runs_end(&r.services, &pid, 0, 1).await;
+    assert!(
+        matches!(&events.last().unwrap().event, RunEvent::RunFailed { class, .. } if class == "auth")
+    );
+    let msgs = r.services.list_messages(&pid).await.unwrap();
+    assert!(
+        msgs[1].content.contains("refused the API key"),
+        "{}",
+        msgs[1].content
+    );
+}
+
+#[tokio::test]
+async fn restart_marks_working_runs_interrupted_and_starts_queued_ones() {
+    let r = rig(Backend::Sqlite).await;
+    let db = r.services.db().clone();
+    // As left by a crash: one project with a run "running", one with a run still queued.
+    let (p1, m1) = codeflux_core::db::create_project(
+        &db,
+        codeflux_core::db::NewProject {
+            name: "a".into(),
+            template: Default::default(),
+            prompt: "one".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let run1 = codeflux_core::db::insert_run(&db, p1.id, m1.id)
+        .await
+        .unwrap();
+    codeflux_core::db::mark_running(&db, run1.id).await.unwrap();
+    let (p2, m2) = codeflux_core::db::create_project(
+        &db,
+        codeflux_core::db::NewProject {
+            name: "b".into(),
+            template: Default::default(),
+            prompt: "two".into(),
+        },
+    )
+    .await
+    .unwrap();
+    codeflux_core::db::insert_run(&db, p2.id, m2.id)
+        .await
+        .unwrap();
+    r.llm
+        .push([Turn::text("<task_summary>Recovered.</task_summary>")]);
+
+    let (interrupted, queued) = r.services.runs().recover().await.unwrap();
+    assert_eq!((interrupted, queued), (1, 1));
+    let e1 = until_runs_end(&r.services, &p1.id.to_string(), 0, 1).await;
+    assert_eq!(e1.last().unwrap().event.kind(), "run_interrupted");
+    let msgs = r.services.list_messages(&p1.id.to_string()).await.unwrap();
+    assert!(msgs[1].kind == MessageKind::Error && msgs[1].content.contains("restarted"));
+    let e2 = until_runs_end(&r.services, &p2.id.to_string(), 0, 1).await;
+    assert_eq!(e2.last().unwrap().event.kind(), "run_finished");
+}
+
+#[tokio::test]
+async fn the_global_limit_makes_runs_wait_for_a_slot() {
+    let r = rig_with(Backend::Sqlite, |c| c.max_concurrent_runs = 1).await;
+    let gate = Arc::new(Notify::new());
+    r.llm.push([
+        Turn::Gated {
+            turn: Box::new(Turn::text("<task_summary>A.</task_summary>")),
+            at: 1,
+            gate: gate.clone(),
+        },
+        Turn::text("<task_summary>B.</task_summary>"),
+    ]);
+    let a = r.services.create_project("a", None).await.unwrap();
+    assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
+    let b = r.services.create_project("b", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.llm.agent_requests().len(), 1, "b waits for a's slot");
+    let mut feed = r.services.events(&b.id.to_string(), 0).await.unwrap();
+    let mut saw_notice = false;
+    for _ in 0..2 {
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), feed.next()).await
+            && matches!(e.event, RunEvent::Notice { .. })
+        {
+            saw_notice = true;
+        }
+    }
+    assert!(saw_notice, "b is told it waits for a slot");
+    gate.notify_waiters();
+    until_runs_end(&r.services, &a.id.to_string(), 0, 1).await;
+    until_runs_end(&r.services, &b.id.to_string(), 0, 1).await;
+}
+
+#[tokio::test]
+async fn replay_from_a_number_gives_only_later_events() {
+    let r = rig(Backend::Sqlite).await;
+    r.llm.push([
+        Turn::tool("terminal", json!({"command": "echo hi"})),
+        Turn::text("<task_summary>ok</task_summary>"),
+    ]);
+    let project = r.services.create_project("x", None).await.unwrap();
+    let pid = project.id.to_string();
+    let all = until_runs_end(&r.services, &pid, 0, 1).await;
+    let again = until_runs_end(&r.services, &pid, 3, 1).await;
+    assert_eq!(again.first().unwrap().seq, 4);
+    assert_eq!(again.len(), all.len() - 3);
+    assert_eq!(again, all[3..].to_vec());
+}

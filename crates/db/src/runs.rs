@@ -1,0 +1,212 @@
+//! Runs and their events.
+
+use chrono::{DateTime, Utc};
+use codeflux_protocol::{Fragment, Run, RunEvent, RunStatus, StoredEvent};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::entity::{fragment, message, run, run_event};
+use crate::{Db, DbError, new_id, now};
+
+fn run_dto(m: run::Model) -> Result<Run, DbError> {
+    let status = RunStatus::parse(&m.status)
+        .ok_or_else(|| DbError::Corrupt(format!("run {}: status {}", m.id, m.status)))?;
+    Ok(Run {
+        id: m.id,
+        project_id: m.project_id,
+        message_id: m.message_id,
+        status,
+        error: m.error,
+        created_at: m.created_at,
+        started_at: m.started_at,
+        finished_at: m.finished_at,
+    })
+}
+
+/// A new queued run for the USER message `message_id`.
+pub async fn insert_run(db: &Db, project_id: Uuid, message_id: Uuid) -> Result<Run, DbError> {
+    let m = run::ActiveModel {
+        id: Set(new_id()),
+        project_id: Set(project_id),
+        message_id: Set(message_id),
+        status: Set(RunStatus::Queued.as_str().to_owned()),
+        error: Set(None),
+        usage: Set(None),
+        created_at: Set(now()),
+        started_at: Set(None),
+        finished_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    run_dto(m)
+}
+
+pub async fn find_run(db: &Db, id: Uuid) -> Result<Option<Run>, DbError> {
+    run::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(run_dto)
+        .transpose()
+}
+
+/// Marks a run as started.
+pub async fn mark_running(db: &Db, id: Uuid) -> Result<(), DbError> {
+    run::ActiveModel {
+        id: Set(id),
+        status: Set(RunStatus::Running.as_str().to_owned()),
+        started_at: Set(Some(now())),
+        ..Default::default()
+    }
+    .update(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks a run as ended with `status`.
+pub async fn mark_ended(
+    db: &Db,
+    id: Uuid,
+    status: RunStatus,
+    error: Option<String>,
+    usage: Option<serde_json::Value>,
+) -> Result<(), DbError> {
+    run::ActiveModel {
+        id: Set(id),
+        status: Set(status.as_str().to_owned()),
+        error: Set(error),
+        usage: Set(usage),
+        finished_at: Set(Some(now())),
+        ..Default::default()
+    }
+    .update(db)
+    .await?;
+    Ok(())
+}
+
+/// The oldest queued run of a project.
+pub async fn next_queued_run(db: &Db, project_id: Uuid) -> Result<Option<Run>, DbError> {
+    run::Entity::find()
+        .filter(run::Column::ProjectId.eq(project_id))
+        .filter(run::Column::Status.eq(RunStatus::Queued.as_str()))
+        .order_by_asc(run::Column::CreatedAt)
+        .order_by_asc(run::Column::Id)
+        .one(db)
+        .await?
+        .map(run_dto)
+        .transpose()
+}
+
+/// Runs in a status, oldest first (all projects).
+pub async fn runs_with_status(db: &Db, status: RunStatus) -> Result<Vec<Run>, DbError> {
+    run::Entity::find()
+        .filter(run::Column::Status.eq(status.as_str()))
+        .order_by_asc(run::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(run_dto)
+        .collect()
+}
+
+/// A project's queued and running runs, oldest first.
+pub async fn active_runs(db: &Db, project_id: Uuid) -> Result<Vec<Run>, DbError> {
+    run::Entity::find()
+        .filter(run::Column::ProjectId.eq(project_id))
+        .filter(
+            run::Column::Status.is_in([RunStatus::Queued.as_str(), RunStatus::Running.as_str()]),
+        )
+        .order_by_asc(run::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(run_dto)
+        .collect()
+}
+
+/// How many runs are queued across every project.
+pub async fn count_queued(db: &Db) -> Result<u64, DbError> {
+    Ok(run::Entity::find()
+        .filter(run::Column::Status.eq(RunStatus::Queued.as_str()))
+        .count(db)
+        .await?)
+}
+
+/// The newest fragment of a project, if any run has produced one.
+pub async fn latest_fragment(db: &Db, project_id: Uuid) -> Result<Option<Fragment>, DbError> {
+    let found = fragment::Entity::find()
+        .inner_join(message::Entity)
+        .filter(message::Column::ProjectId.eq(project_id))
+        .order_by_desc(fragment::Column::CreatedAt)
+        .order_by_desc(fragment::Column::Id)
+        .one(db)
+        .await?;
+    found.map(crate::repo::fragment_dto).transpose()
+}
+
+/// The highest event number of a project (0 when it has none).
+pub async fn max_seq(db: &Db, project_id: Uuid) -> Result<i64, DbError> {
+    let row: Option<Option<i64>> = run_event::Entity::find()
+        .select_only()
+        .column_as(run_event::Column::Seq.max(), "max_seq")
+        .filter(run_event::Column::ProjectId.eq(project_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row.flatten().unwrap_or(0))
+}
+
+/// Stores one event.
+pub async fn insert_event(
+    db: &Db,
+    project_id: Uuid,
+    seq: i64,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    event: &RunEvent,
+) -> Result<(), DbError> {
+    let payload =
+        serde_json::to_value(event).map_err(|e| DbError::Corrupt(format!("event payload: {e}")))?;
+    run_event::ActiveModel {
+        project_id: Set(project_id),
+        seq: Set(seq),
+        run_id: Set(run_id),
+        kind: Set(event.kind().to_owned()),
+        payload: Set(payload),
+        created_at: Set(at),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// A project's events with a number above `after`, in order, at most `limit`.
+pub async fn events_after(
+    db: &Db,
+    project_id: Uuid,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<StoredEvent>, DbError> {
+    run_event::Entity::find()
+        .filter(run_event::Column::ProjectId.eq(project_id))
+        .filter(run_event::Column::Seq.gt(after))
+        .order_by_asc(run_event::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| {
+            let event: RunEvent = serde_json::from_value(m.payload)
+                .map_err(|e| DbError::Corrupt(format!("event {}/{}: {e}", m.project_id, m.seq)))?;
+            Ok(StoredEvent {
+                seq: m.seq,
+                project_id: m.project_id,
+                run_id: m.run_id,
+                at: m.created_at,
+                event,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,258 @@
+//! Runs through the real server: the scripted model behind LLM_BASE_URL, progress over SSE
+//! read by a real client, replay with Last-Event-ID, cancellation, restart recovery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codeflux_test_support::scripted_llm::{ScriptedLlm, Turn};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::support::{call, http, root};
+
+fn start_with_model(
+    data: &std::path::Path,
+    llm: &ScriptedLlm,
+    addr: Option<String>,
+) -> codeflux_test_support::ServerProcess {
+    codeflux_test_support::ServerProcess::start(codeflux_test_support::ServerOptions {
+        binary: crate::support::binary(),
+        workdir: root(),
+        data_dir: data.to_path_buf(),
+        env: vec![
+            ("LLM_BASE_URL".into(), llm.base_url.clone()),
+            ("LLM_API_KEY".into(), "sk-sse-test".into()),
+            ("LLM_MODEL".into(), "scripted".into()),
+        ],
+        addr,
+    })
+    .expect("server starts")
+}
+
+/// (id, event, data) of SSE events until `stop` says so (at most 60 s).
+async fn sse(
+    base: &str,
+    project: &str,
+    last_event_id: Option<&str>,
+    stop: impl Fn(&str) -> bool,
+) -> Vec<(String, String, Value)> {
+    let mut req = http()
+        .get(format!("{base}/api/projects/{project}/events"))
+        .header("accept", "text/event-stream");
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = res.bytes_stream().eventsource();
+    let mut out = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event in 60 s; so far {out:#?}"))
+            .expect("stream open")
+            .expect("valid SSE");
+        let data: Value = serde_json::from_str(&ev.data).unwrap();
+        let done = stop(&ev.event);
+        out.push((ev.id, ev.event, data));
+        if done {
+            return out;
+        }
+    }
+}
+
+fn is_end(kind: &str) -> bool {
+    matches!(
+        kind,
+        "run_finished" | "run_failed" | "run_cancelled" | "run_interrupted"
+    )
+}
+
+#[tokio::test]
+async fn a_run_streams_over_sse_and_replays_from_last_event_id() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([
+        Turn::TextAndTools(
+            "Writing the page.".into(),
+            vec![("createOrUpdateFiles".into(), json!({"files": [{"path": "src/App.tsx", "content": "export default () => <h1>SSE-MARKER</h1>;\n"}]}).to_string())],
+        ),
+        Turn::tool("terminal", json!({"command": "echo TERMINAL-OK"})),
+        Turn::text("<task_summary>A page.</task_summary>"),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let srv = start_with_model(data.path(), &llm, None);
+    let (st, p) = call(
+        &srv.base_url,
+        "projects/create",
+        &[("prompt", "Build a page")],
+    )
+    .await;
+    assert_eq!(st, 200);
+    let pid = p["id"].as_str().unwrap().to_owned();
+
+    let events = sse(&srv.base_url, &pid, None, is_end).await;
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|(id, _, _)| id.parse().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as i64).collect::<Vec<_>>(),
+        "every event has an increasing id"
+    );
+    let kinds: Vec<&str> = events.iter().map(|(_, k, _)| k.as_str()).collect();
+    for k in [
+        "run_queued",
+        "run_started",
+        "text_delta",
+        "tool_call",
+        "file_written",
+        "tool_output",
+        "run_finished",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing in {kinds:?}");
+    }
+    let (_, _, last) = events.last().unwrap();
+    assert_eq!(last["title"], "Counter App");
+    assert_eq!(last["type"], "run_finished");
+    let output = events
+        .iter()
+        .find(|(_, k, d)| k == "tool_output" && d["exit_code"] == 0)
+        .unwrap();
+    assert!(output.2["tail"].as_str().unwrap().contains("TERMINAL-OK"));
+
+    // A reconnect with Last-Event-ID gets exactly the later events.
+    let again = sse(&srv.base_url, &pid, Some("2"), is_end).await;
+    assert_eq!(again[0].0, "3");
+    assert_eq!(again.len(), events.len() - 2);
+    assert_eq!(
+        again.iter().map(|e| &e.2).collect::<Vec<_>>(),
+        events[2..].iter().map(|e| &e.2).collect::<Vec<_>>()
+    );
+    // The same through the query string (EventSource's first connection cannot set headers).
+    let res = http()
+        .get(format!(
+            "{}/api/projects/{pid}/events?last_event_id={}",
+            srv.base_url,
+            ids.len() - 1
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut s = res.bytes_stream().eventsource();
+    let first = s.next().await.unwrap().unwrap();
+    assert_eq!(first.id, ids.len().to_string());
+
+    let (_, msgs) = call(&srv.base_url, "messages/get_many", &[("project_id", &pid)]).await;
+    let msgs = msgs.as_array().unwrap();
+    assert_eq!(msgs[1]["role"], "ASSISTANT");
+    assert_eq!(msgs[1]["type"], "RESULT");
+    assert_eq!(
+        msgs[1]["fragment"]["files"]["src/App.tsx"],
+        "export default () => <h1>SSE-MARKER</h1>;\n"
+    );
+    assert!(
+        msgs[1]["fragment"]["sandbox_url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{pid}.preview.localhost"))
+    );
+    // The key never reaches the sandbox; it reached the model.
+    assert_eq!(
+        llm.requests()[0].headers["authorization"],
+        "Bearer sk-sse-test"
+    );
+
+    for (bad, status) in [("nope", 400), ("00000000-0000-4000-8000-000000000000", 404)] {
+        let res = http()
+            .get(format!("{}/api/projects/{bad}/events", srv.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status);
+    }
+}
+
+#[tokio::test]
+async fn runs_cancel_stops_a_working_run() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let gate = Arc::new(Notify::new());
+    llm.push([Turn::Gated {
+        turn: Box::new(Turn::text("never finished because")),
+        at: 2,
+        gate: gate.clone(),
+    }]);
+    let data = tempfile::tempdir().unwrap();
+    let srv = start_with_model(data.path(), &llm, None);
+    let (_, p) = call(&srv.base_url, "projects/create", &[("prompt", "slow")]).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    assert!(llm.wait_requests(1, Duration::from_secs(20)).await);
+    let (_, active) = call(&srv.base_url, "runs/active", &[("project_id", &pid)]).await;
+    assert_eq!(active[0]["status"], "running");
+    let (st, body) = call(&srv.base_url, "runs/cancel", &[("project_id", &pid)]).await;
+    assert_eq!((st, body["cancelled"].as_u64()), (200, Some(1)));
+    let events = sse(&srv.base_url, &pid, None, is_end).await;
+    assert_eq!(events.last().unwrap().1, "run_cancelled");
+    let (st, _) = call(&srv.base_url, "runs/cancel", &[("project_id", "bad")]).await;
+    assert_eq!(st, 400);
+    gate.notify_waiters();
+}
+
+#[tokio::test]
+async fn a_restart_interrupts_the_working_run_with_an_error_message() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let gate = Arc::new(Notify::new());
+    llm.push([Turn::Gated {
+        turn: Box::new(Turn::text("working on it for a long time")),
+        at: 2,
+        gate: gate.clone(),
+    }]);
+    let data = tempfile::tempdir().unwrap();
+    let srv = start_with_model(data.path(), &llm, None);
+    let (_, p) = call(&srv.base_url, "projects/create", &[("prompt", "long one")]).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    assert!(llm.wait_requests(1, Duration::from_secs(20)).await);
+    let addr = srv.addr().to_owned();
+    srv.stop().unwrap();
+    gate.notify_waiters();
+
+    let srv = start_with_model(data.path(), &llm, Some(addr));
+    let events = sse(&srv.base_url, &pid, None, is_end).await;
+    assert_eq!(events.last().unwrap().1, "run_interrupted");
+    let (_, msgs) = call(&srv.base_url, "messages/get_many", &[("project_id", &pid)]).await;
+    let last = msgs.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "ERROR");
+    assert!(last["content"].as_str().unwrap().contains("restarted"));
+}
+
+#[tokio::test]
+async fn without_a_provider_the_error_says_what_to_set() {
+    let data = tempfile::tempdir().unwrap();
+    let srv = crate::support::start(data.path(), None, None);
+    let (_, status) = call(&srv.base_url, "system/status", &[]).await;
+    assert!(
+        status["llm_problem"]
+            .as_str()
+            .unwrap()
+            .contains("OPENROUTER_API_KEY")
+    );
+    let (_, p) = call(&srv.base_url, "projects/create", &[("prompt", "anything")]).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let events = sse(&srv.base_url, &pid, None, is_end).await;
+    assert_eq!(events.last().unwrap().1, "run_failed");
+    let (_, msgs) = call(&srv.base_url, "messages/get_many", &[("project_id", &pid)]).await;
+    let err = &msgs.as_array().unwrap()[1];
+    assert_eq!(
+        (err["role"].as_str(), err["type"].as_str()),
+        (Some("ASSISTANT"), Some("ERROR"))
+    );
+    assert!(err["content"].as_str().unwrap().contains("LLM_BASE_URL"));
+}
