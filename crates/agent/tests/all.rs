@@ -58,8 +58,11 @@ async fn rig() -> Rig {
     .unwrap();
     let data = tempfile::tempdir().unwrap();
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sandbox-templates");
-    let provider =
-        LocalProvider::new(LocalConfig::new(data.path().to_path_buf(), templates, 3000)).unwrap();
+    let provider = LocalProvider::new(LocalConfig {
+        dev_servers: false,
+        ..LocalConfig::new(data.path().to_path_buf(), templates, 3000).with_host_npm()
+    })
+    .unwrap();
     let sandbox = provider
         .open(uuid::Uuid::new_v4(), Template::ViteReact, None)
         .await

@@ -29,8 +29,11 @@ async fn rig_with(backend: Backend, configure: impl FnOnce(&mut CoreConfig)) -> 
     let db = tdb.migrated().await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sandbox-templates");
-    let sandboxes =
-        LocalProvider::new(LocalConfig::new(data.path().to_path_buf(), templates, 4321)).unwrap();
+    let sandboxes = LocalProvider::new(LocalConfig {
+        dev_servers: false,
+        ..LocalConfig::new(data.path().to_path_buf(), templates, 4321).with_host_npm()
+    })
+    .unwrap();
     let mut cfg = CoreConfig {
         llm: LlmSettings {
             base_url: Some(llm.base_url.clone()),

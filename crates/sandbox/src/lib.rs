@@ -5,8 +5,11 @@
 //! - [`workspace`]: host-side file operations that never leave the workspace (openat2).
 //! - [`local`]: the backend on the server's own machine (bubblewrap, one uid per project).
 
+pub mod cgroup;
 pub mod local;
+pub mod net;
 mod process;
+pub mod template;
 pub mod workspace;
 
 use std::collections::BTreeMap;
@@ -57,6 +60,19 @@ pub trait Sandbox: Send + Sync {
     fn preview_url(&self) -> String;
 }
 
+/// Where a project's live preview stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreviewState {
+    /// Nothing runs; starting it revives the project from its latest files.
+    Stopped,
+    /// Getting ready; the text says what happens.
+    Starting(String),
+    /// The dev server answers.
+    Ready,
+    /// It could not start; the text says why.
+    Failed(String),
+}
+
 /// Opens project sandboxes.
 #[async_trait]
 pub trait SandboxProvider: Send + Sync {
@@ -75,4 +91,22 @@ pub trait SandboxProvider: Send + Sync {
 
     /// The preview address of a project (also when its sandbox is not running).
     fn preview_url(&self, project_id: Uuid) -> String;
+
+    /// Where the project's preview stands (cheap, no I/O).
+    fn preview_state(&self, project_id: Uuid) -> PreviewState;
+
+    /// Makes the preview run: the sandbox (revived from `files` when it is not running) and its
+    /// dev server. Returns once starting is under way.
+    async fn start_preview(
+        &self,
+        project_id: Uuid,
+        template: Template,
+        files: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), SandboxError>;
+
+    /// A connection to the project's dev server (for the preview proxy).
+    async fn connect_preview(&self, project_id: Uuid) -> std::io::Result<tokio::net::TcpStream>;
+
+    /// The dev server's recent output.
+    fn dev_server_log(&self, project_id: Uuid) -> Vec<String>;
 }

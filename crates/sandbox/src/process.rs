@@ -102,19 +102,40 @@ pub struct Isolation {
     pub max_file_bytes: u64,
     pub max_open_files: u32,
     pub tmp_bytes: u64,
+    /// Extra environment inside the sandbox (egress proxy, registry, CA file).
+    pub env: Vec<(String, String)>,
 }
 
 /// The bubblewrap options, NUL-separated, passed on stdin with `--args 0` so that host paths
 /// never show in the sandbox's /proc/1/cmdline.
-fn bwrap_args(workspace: &Path, iso: &Isolation, etc_dir: &Path) -> Vec<String> {
+fn bwrap_args(
+    workspace: &Path,
+    iso: &Isolation,
+    etc_dir: &Path,
+    share_net: bool,
+    root: bool,
+) -> Vec<String> {
     let ws = workspace.display().to_string();
     let etc = etc_dir.display().to_string();
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
+    // New PID, IPC, UTS and cgroup namespaces, and a mount namespace (always). As root no user
+    // namespace: bwrap keeps host root's rights to set up the mounts, and the command itself
+    // drops to the project's uid (see `sandboxed`). Without root, an unprivileged user
+    // namespace does the same job.
     push(&[
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    ]);
+    if !share_net {
+        push(&["--unshare-net"]);
+    }
+    if !root {
+        push(&["--unshare-user", "--disable-userns"]);
+    }
+    push(&[
         "--die-with-parent",
         "--new-session",
         "--hostname",
@@ -150,6 +171,12 @@ fn bwrap_args(workspace: &Path, iso: &Isolation, etc_dir: &Path) -> Vec<String> 
         "--setenv",
         "NEXT_TELEMETRY_DISABLED",
         "1",
+    ]);
+    for (k, v) in &iso.env {
+        a.extend(["--setenv".to_owned(), k.clone(), v.clone()]);
+    }
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
+    push(&[
         "--ro-bind",
         "/usr",
         "/usr",
@@ -170,6 +197,11 @@ fn bwrap_args(workspace: &Path, iso: &Isolation, etc_dir: &Path) -> Vec<String> 
         "--symlink",
         "usr/lib64",
         "/lib64",
+        // Mount points are created 0700 when bwrap runs as root: open /etc up for reading.
+        "--perms",
+        "0755",
+        "--dir",
+        "/etc",
         "--ro-bind",
         "/etc/ssl",
         "/etc/ssl",
@@ -193,6 +225,8 @@ fn bwrap_args(workspace: &Path, iso: &Isolation, etc_dir: &Path) -> Vec<String> 
             "/proc",
             "--dev",
             "/dev",
+            "--perms",
+            "01777",
             "--size",
             "67108864",
             "--tmpfs",
@@ -202,6 +236,8 @@ fn bwrap_args(workspace: &Path, iso: &Isolation, etc_dir: &Path) -> Vec<String> 
             "/workspace",
             "--chdir",
             "/workspace",
+            "--perms",
+            "01777",
             "--size",
             &iso.tmp_bytes.to_string(),
             "--tmpfs",
@@ -236,23 +272,42 @@ pub(crate) fn write_etc(etc_dir: &Path, iso: &Isolation) -> std::io::Result<()> 
     Ok(())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Where a sandboxed process runs: the project's network namespace and cgroups, if any.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Placement {
+    /// `/proc/<pid>/ns/net` of the project's namespace (None: a private, empty one).
+    pub netns: Option<String>,
+    /// Shell prefix joining the project's cgroups (ends in `exec "$@"`).
+    pub cgroup_join: Option<String>,
+}
+
 /// Builds the sandboxed command (not started).
+///
+/// As root (the normal case) the chain is:
+/// `nsenter --net=<project ns>` -> `sh` joining the project's cgroups -> `bwrap` (namespaces,
+/// mounts; run as root so that it can bind paths under directories only root may enter) ->
+/// inside: `prlimit` -> `setpriv` to the project's own uid with no capabilities, an empty
+/// bounding set and no-new-privs -> the command. Every process of the command therefore runs
+/// as an unprivileged host uid that owns nothing but its workspace.
+/// Without root, bwrap runs unprivileged in its own user namespace with a private network.
 pub(crate) fn sandboxed(
     workspace: &Path,
     etc_dir: &Path,
     iso: &Isolation,
+    place: &Placement,
     argv: &[&str],
 ) -> Result<Command, SandboxError> {
-    // The options travel in an anonymous file on stdin (`--args 0`).
+    let root = is_root();
     let mut opts = Vec::new();
-    for arg in bwrap_args(workspace, iso, etc_dir) {
+    for arg in bwrap_args(workspace, iso, etc_dir, root && place.netns.is_some(), root) {
         opts.extend_from_slice(arg.as_bytes());
         opts.push(0);
     }
+    // The options travel in an anonymous file on stdin (`--args 0`).
     let memfd = rustix::fs::memfd_create("bwrap-args", rustix::fs::MemfdFlags::CLOEXEC)
         .map_err(|e| SandboxError::Spawn(format!("memfd: {e}")))?;
     let mut file = std::fs::File::from(memfd);
@@ -260,27 +315,49 @@ pub(crate) fn sandboxed(
         .and_then(|()| file.rewind())
         .map_err(|e| SandboxError::Spawn(format!("writing bwrap options: {e}")))?;
 
-    let mut cmd = if is_root() {
-        let mut c = Command::new("/usr/bin/setpriv");
-        c.arg(format!("--reuid={}", iso.uid))
-            .arg(format!("--regid={}", iso.gid))
-            .arg("--clear-groups")
-            .arg("--")
-            .arg("/usr/bin/prlimit");
-        c
-    } else {
-        Command::new("/usr/bin/prlimit")
-    };
-    cmd.arg(format!("--nproc={}", iso.max_processes))
-        .arg(format!("--fsize={}", iso.max_file_bytes))
-        .arg(format!("--nofile={}", iso.max_open_files))
-        .arg("--core=0")
-        .arg("--")
-        .arg("/usr/bin/bwrap")
-        .arg("--args")
-        .arg("0")
-        .arg("--")
-        .args(argv)
+    let mut inner: Vec<String> = vec![
+        "/usr/bin/prlimit".into(),
+        format!("--nproc={}", iso.max_processes),
+        format!("--fsize={}", iso.max_file_bytes),
+        format!("--nofile={}", iso.max_open_files),
+        "--core=0".into(),
+        "--".into(),
+    ];
+    if root {
+        inner.extend([
+            "/usr/bin/setpriv".into(),
+            format!("--reuid={}", iso.uid),
+            format!("--regid={}", iso.gid),
+            "--clear-groups".into(),
+            "--inh-caps=-all".into(),
+            "--bounding-set=-all".into(),
+            "--no-new-privs".into(),
+            "--".into(),
+        ]);
+    }
+    inner.extend(argv.iter().map(|a| (*a).to_owned()));
+
+    let mut outer: Vec<String> = Vec::new();
+    if root && let Some(ns) = &place.netns {
+        outer.extend([
+            "/usr/bin/nsenter".into(),
+            format!("--net={ns}"),
+            "--".into(),
+        ]);
+    }
+    if root && let Some(join) = &place.cgroup_join {
+        outer.extend(["/bin/sh".into(), "-c".into(), join.clone(), "sh".into()]);
+    }
+    outer.extend([
+        "/usr/bin/bwrap".into(),
+        "--args".into(),
+        "0".into(),
+        "--".into(),
+    ]);
+    outer.extend(inner);
+
+    let mut cmd = Command::new(&outer[0]);
+    cmd.args(&outer[1..])
         // bwrap's own environment is readable as /proc/1/environ inside: keep it empty.
         .env_clear()
         .stdin(Stdio::from(file))
@@ -295,12 +372,13 @@ pub(crate) async fn run_shell(
     workspace: &Path,
     etc_dir: &Path,
     iso: &Isolation,
+    place: &Placement,
     command: &str,
     opts: &RunOptions,
     progress: Option<mpsc::Sender<String>>,
 ) -> Result<CommandResult, SandboxError> {
     let started = Instant::now();
-    let mut cmd = sandboxed(workspace, etc_dir, iso, &["/bin/sh", "-c", command])?;
+    let mut cmd = sandboxed(workspace, etc_dir, iso, place, &["/bin/sh", "-c", command])?;
     let mut child = cmd
         .spawn()
         .map_err(|e| SandboxError::Spawn(format!("starting bubblewrap: {e}")))?;

@@ -103,7 +103,11 @@ fn file_tools_never_leave_the_workspace() {
 }
 
 async fn provider(data: &Path) -> LocalProvider {
-    LocalProvider::new(LocalConfig::new(data.to_path_buf(), templates_dir(), 3000)).unwrap()
+    LocalProvider::new(LocalConfig {
+        dev_servers: false,
+        ..LocalConfig::new(data.to_path_buf(), templates_dir(), 3000).with_host_npm()
+    })
+    .unwrap()
 }
 
 #[tokio::test]
@@ -112,13 +116,12 @@ async fn commands_run_isolated_in_the_workspace() {
     let p = provider(data.path()).await;
     let id = Uuid::new_v4();
     let sb = p.open(id, Template::ViteReact, None).await.unwrap();
+    let files = sb.list_files().await.unwrap();
     assert!(
-        sb.list_files()
-            .await
-            .unwrap()
-            .contains(&"package.json".to_owned()),
+        files.contains(&"package.json".to_owned()),
         "seeded from the template"
     );
+    assert!(!files.iter().any(|f| f.starts_with("node_modules")));
     assert_eq!(
         sb.preview_url(),
         format!("http://{id}.preview.localhost:3000/")
@@ -126,16 +129,14 @@ async fn commands_run_isolated_in_the_workspace() {
     sb.write_file("hello.txt", "hi from the host")
         .await
         .unwrap();
-
     let opts = RunOptions::default();
-    let r = sb
-        .run(
-            "pwd; cat hello.txt; echo made > made.txt; id -u; env | sort; ls /",
-            &opts,
-            None,
-        )
-        .await
-        .unwrap();
+    let run = |cmd: &'static str| {
+        let sb = sb.clone();
+        let opts = opts.clone();
+        async move { sb.run(cmd, &opts, None).await.unwrap() }
+    };
+
+    let r = run("pwd; cat hello.txt; echo made > made.txt; id -u; env | sort; ls node_modules | head -3; echo tmp > /tmp/x && cat /tmp/x").await;
     assert_eq!(r.exit_code, Some(0), "{}", r.output);
     assert!(
         r.output.contains("/workspace\nhi from the host"),
@@ -144,21 +145,26 @@ async fn commands_run_isolated_in_the_workspace() {
     );
     assert_eq!(sb.read_file("made.txt").await.unwrap(), "made\n");
     assert!(
-        !r.output.contains("CARGO") && !r.output.contains("RUSTUP"),
+        !r.output.contains("CARGO")
+            && !r.output.contains("RUSTUP")
+            && !r.output.contains("DATABASE_URL"),
         "empty environment: {}",
+        r.output
+    );
+    assert!(
+        r.output
+            .contains("npm_config_https_proxy=http://127.0.0.1:3128"),
+        "{}",
         r.output
     );
     if rustix::process::geteuid().is_root() {
         assert!(!r.output.contains("\n0\n"), "not root inside: {}", r.output);
     }
 
-    let r = sb
-        .run("cat /proc/1/environ | wc -c; cat /proc/1/cmdline | tr '\\0' ' '; ls /root /home 2>&1; cat /etc/shadow 2>&1", &opts, None)
-        .await
-        .unwrap();
+    let r = run("cat /proc/1/environ | wc -c; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /root /home 2>&1; cat /etc/shadow 2>&1; ls -la /etc; cat /etc/passwd").await;
     assert!(
-        r.output.starts_with("0\n"),
-        "PID 1 has an empty environment: {}",
+        r.output.starts_with("0\n") || r.output.contains("Permission denied\n0\n"),
+        "PID 1's environment is empty or unreadable: {}",
         r.output
     );
     assert!(
@@ -166,12 +172,40 @@ async fn commands_run_isolated_in_the_workspace() {
         "no host paths in argv: {}",
         r.output
     );
-    assert!(r.output.contains("No such file"), "{}", r.output);
+    assert!(
+        r.output.contains("/root': No such file") && r.output.contains("/etc/shadow: No such file"),
+        "{}",
+        r.output
+    );
+    assert!(
+        r.output.contains("app:x:"),
+        "generated passwd: {}",
+        r.output
+    );
 
-    let r = sb
-        .run("echo out; echo err >&2; exit 3", &opts, None)
-        .await
-        .unwrap();
+    // The project's own loopback: the host's services are not there; the registry is, through the proxy.
+    let r = run("node -e \"require('net').connect(5432,'127.0.0.1').on('connect',()=>console.log('PG-OPEN')).on('error',()=>console.log('PG-CLOSED'))\"; getent hosts example.com || echo NO-DNS").await;
+    assert!(
+        r.output.contains("PG-CLOSED") && r.output.contains("NO-DNS"),
+        "{}",
+        r.output
+    );
+    if rustix::process::geteuid().is_root() {
+        let r = run("npm view clsx version 2>&1 | tail -1").await;
+        assert!(
+            r.output.trim().starts_with(char::is_numeric),
+            "npm reaches the registry through the proxy: {}",
+            r.output
+        );
+        let r = run("curl -s -m 5 -x http://127.0.0.1:3128 https://example.com -o /dev/null -w '%{http_code}' 2>&1; echo; curl -s -m 5 -x http://127.0.0.1:3128 http://127.0.0.1:5432/ -w '%{http_code}' 2>&1").await;
+        assert!(
+            !r.output.contains("200"),
+            "the proxy only lets the registry through: {}",
+            r.output
+        );
+    }
+
+    let r = run("echo out; echo err >&2; exit 3").await;
     assert_eq!(r.exit_code, Some(3));
     assert!(r.output.contains("out") && r.output.contains("err"));
 
@@ -194,11 +228,12 @@ async fn commands_run_isolated_in_the_workspace() {
             "head -c 300000 /dev/zero | tr '\\0' x",
             &RunOptions {
                 output_cap: 1000,
-                ..opts
+                ..opts.clone()
             },
             None,
         )
         .await
         .unwrap();
     assert!(r.output.len() < 1200 && r.omitted_bytes > 0);
+    p.stop(id).await;
 }
