@@ -26,6 +26,8 @@ pub enum Command {
     Serve,
     /// Apply migrations, then fill the database with a few sample projects.
     Seed,
+    /// Install the project templates' packages into the template cache (once per machine).
+    PrepareTemplates,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -89,9 +91,51 @@ pub struct Config {
     /// Seconds one terminal command of the agent may take.
     #[arg(long, env = "CODEFLUX_COMMAND_TIMEOUT", default_value_t = 300)]
     pub command_timeout_secs: u64,
+
+    /// Where prepared templates (with node_modules) are cached, shared by every data dir.
+    /// Default: ~/.cache/codeflux/templates.
+    #[arg(long, env = "CODEFLUX_TEMPLATE_CACHE")]
+    pub template_cache: Option<PathBuf>,
+
+    /// Memory of one project's sandbox (its dev server and commands together), in MiB.
+    #[arg(long, env = "CODEFLUX_SANDBOX_MEMORY_MB", default_value_t = 2048)]
+    pub sandbox_memory_mb: u64,
+
+    /// Seconds without preview traffic or runs after which a project's dev server stops.
+    #[arg(long, env = "CODEFLUX_PREVIEW_IDLE_SECS", default_value_t = 900)]
+    pub preview_idle_secs: u64,
+
+    /// More hosts sandboxes may reach on port 443 (comma-separated), besides the npm registry.
+    #[arg(long, env = "CODEFLUX_EGRESS_HOSTS", value_delimiter = ',')]
+    pub egress_hosts: Vec<String>,
 }
 
 impl Config {
+    /// The local sandbox backend's settings (`port`: where previews are served).
+    pub fn sandbox(
+        &self,
+        port: u16,
+    ) -> std::io::Result<codeflux_core::sandbox::local::LocalConfig> {
+        let mut c = codeflux_core::sandbox::local::LocalConfig::new(
+            std::path::absolute(&self.data_dir)?,
+            std::path::absolute(&self.templates_dir)?,
+            port,
+        )
+        .with_host_npm();
+        if let Some(cache) = &self.template_cache {
+            c.template_cache = std::path::absolute(cache)?;
+        }
+        c.memory_bytes = self.sandbox_memory_mb.max(256) * 1024 * 1024;
+        c.idle_stop = std::time::Duration::from_secs(self.preview_idle_secs.max(30));
+        c.egress_hosts.extend(
+            self.egress_hosts
+                .iter()
+                .filter(|h| !h.trim().is_empty())
+                .cloned(),
+        );
+        Ok(c)
+    }
+
     /// The use-cases' settings.
     pub fn core(&self) -> codeflux_core::CoreConfig {
         codeflux_core::CoreConfig {

@@ -1,6 +1,7 @@
 //! The `codeflux` binary: configuration, start-up (migrate), the HTTP server, shutdown.
 
 mod config;
+mod preview;
 mod routes;
 
 use anyhow::{Context, Result};
@@ -8,7 +9,7 @@ use clap::Parser;
 use std::sync::Arc;
 
 use codeflux_core::Services;
-use codeflux_core::sandbox::local::{LocalConfig, LocalProvider};
+use codeflux_core::sandbox::local::LocalProvider;
 use leptos::config::get_configuration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -32,6 +33,24 @@ async fn main() -> Result<()> {
     }
     let config = cli.config;
 
+    let command = cli.command.unwrap_or(Command::Serve);
+    if command == Command::PrepareTemplates {
+        let provider =
+            LocalProvider::new(config.sandbox(0)?).context("setting up the sandboxes")?;
+        let started = std::time::Instant::now();
+        let dirs = provider
+            .prepare_templates()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for d in dirs {
+            println!("prepared {}", d.display());
+        }
+        println!(
+            "templates ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     let db_url = config.database_url();
@@ -45,7 +64,8 @@ async fn main() -> Result<()> {
             )
         })?;
 
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
+        Command::PrepareTemplates => Ok(()),
         Command::Seed => {
             let created = codeflux_core::seed_samples(&db)
                 .await
@@ -80,12 +100,8 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
         .await
         .with_context(|| format!("binding {}", leptos_options.site_addr))?;
     let addr = listener.local_addr()?;
-    let sandboxes = LocalProvider::new(LocalConfig::new(
-        std::path::absolute(&config.data_dir)?,
-        std::path::absolute(&config.templates_dir)?,
-        addr.port(),
-    ))
-    .context("setting up the local sandboxes")?;
+    let sandboxes = LocalProvider::new(config.sandbox(addr.port())?)
+        .context("setting up the local sandboxes")?;
     let services = Services::new(db, Arc::new(sandboxes), config.core());
     services
         .runs()

@@ -23,11 +23,11 @@ use tower_http::compression::CompressionLayer;
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Clone)]
-struct AppState {
-    leptos_options: LeptosOptions,
-    services: Services,
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub services: Services,
     /// Cancelled when the server shuts down: ends the open event streams.
-    shutdown: CancellationToken,
+    pub shutdown: CancellationToken,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {
@@ -66,6 +66,11 @@ pub fn router(
         .layer(middleware::from_fn(static_cache_headers))
         .layer(middleware::from_fn(api_status))
         .layer(CompressionLayer::new())
+        // Outermost: preview hosts go to the project's dev server, untouched by the rest.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::preview::gate,
+        ))
         .with_state(state)
 }
 

@@ -98,10 +98,23 @@ fn build_server(paths: &Paths, release: bool) -> Result<()> {
     )
 }
 
+/// Installs the project templates' packages once per machine (a no-op when prepared).
+fn prepare_templates(paths: &Paths, release: bool) -> Result<()> {
+    let bin = paths.server_binary(release);
+    step("templates (npm ci once per machine)", || {
+        check(
+            Command::new(&bin)
+                .arg("prepare-templates")
+                .current_dir(&paths.root),
+        )
+    })
+}
+
 fn run(paths: &Paths, release: bool, server_args: &[String]) -> Result<()> {
     setup::ensure(paths)?;
     build_server(paths, release)?;
     site::build(paths)?;
+    prepare_templates(paths, release)?;
     let bin = paths.server_binary(release);
     eprintln!("xtask: starting {}", bin.display());
     exec(Command::new(bin).args(server_args).current_dir(&paths.root))
@@ -110,6 +123,8 @@ fn run(paths: &Paths, release: bool, server_args: &[String]) -> Result<()> {
 fn test(paths: &Paths, extra: &[String]) -> Result<()> {
     setup::ensure(paths)?;
     site::build(paths)?;
+    build_server(paths, false)?;
+    prepare_templates(paths, false)?;
     setup::ensure_nextest(paths)?;
     let mut cmd = paths.cargo();
     cmd.args([

@@ -20,6 +20,8 @@ const APT_PACKAGES: &[&str] = &[
     "chromium",        // browser tests
     "chromium-driver", // WebDriver for the browser tests
     "bubblewrap",      // sandboxes for the agent's commands
+    "iproute2",        // `ip`: loopback in each project's network namespace
+    "util-linux",      // unshare, nsenter, setpriv, prlimit
 ];
 
 pub fn ensure(paths: &Paths) -> Result<()> {

@@ -15,10 +15,11 @@ pub use codeflux_db as db;
 use codeflux_db::{Db, DbError, NewProject};
 use codeflux_llm::LlmClient;
 pub use codeflux_llm::{ClientOptions as LlmClientOptions, LlmSettings};
+pub use codeflux_protocol::ErrorKind;
 use codeflux_protocol::{AppError, Message, Project, Run, Template, validate};
 /// Sandboxes, for start-up code.
 pub use codeflux_sandbox as sandbox;
-use codeflux_sandbox::SandboxProvider;
+use codeflux_sandbox::{PreviewState, SandboxProvider};
 pub use events::{EventBus, EventFeed};
 pub use runs::RunManager;
 pub use seed::seed_samples;
@@ -180,6 +181,33 @@ impl Services {
     pub async fn events(&self, project_id: &str, after: i64) -> Result<EventFeed, AppError> {
         let project = self.get_project(project_id).await?;
         Ok(self.bus.feed(project.id, after.max(0)))
+    }
+
+    /// Makes sure the project's preview runs (reviving it from the latest version if it was
+    /// stopped) and says where it stands.
+    pub async fn preview(&self, project_id: uuid::Uuid) -> Result<PreviewState, AppError> {
+        let state = self.sandboxes.preview_state(project_id);
+        if state != PreviewState::Stopped {
+            return Ok(state);
+        }
+        let project = codeflux_db::find_project(&self.db, project_id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                AppError::not_found(format!("There is no project with id {project_id}."))
+            })?;
+        let latest = codeflux_db::latest_fragment(&self.db, project_id)
+            .await
+            .map_err(db_error)?;
+        self.sandboxes
+            .start_preview(
+                project.id,
+                project.template,
+                latest.as_ref().map(|f| &f.files),
+            )
+            .await
+            .map_err(|e| AppError::unavailable(format!("The preview could not start: {e}")))?;
+        Ok(self.sandboxes.preview_state(project_id))
     }
 
     /// Whether the database answers (for /healthz).

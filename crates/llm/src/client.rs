@@ -80,6 +80,8 @@ impl LlmClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(opts.connect_timeout)
+            // Some proxies and test servers match header names case-sensitively.
+            .http1_title_case_headers()
             .user_agent(concat!("codeflux/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| LlmError::network(format!("building the HTTP client: {e}")))?;

@@ -46,8 +46,8 @@ impl CgroupSupport {
             }
         }
         if let (Some(m), Some(p)) = (v1_memory, v1_pids)
-            && m.join("memory.limit_in_bytes").exists()
-            && p.join("pids.max").exists()
+            && m.join("cgroup.procs").exists()
+            && p.join("cgroup.procs").exists()
         {
             let (m, p) = (m.join("codeflux"), p.join("codeflux"));
             match (std::fs::create_dir_all(&m), std::fs::create_dir_all(&p)) {

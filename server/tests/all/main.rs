@@ -7,4 +7,5 @@
 mod api;
 mod browser;
 mod runs;
+mod sandbox;
 mod support;

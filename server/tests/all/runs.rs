@@ -7,74 +7,10 @@ use std::time::Duration;
 use codeflux_test_support::scripted_llm::{ScriptedLlm, Turn};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::support::{call, http, root};
-
-fn start_with_model(
-    data: &std::path::Path,
-    llm: &ScriptedLlm,
-    addr: Option<String>,
-) -> codeflux_test_support::ServerProcess {
-    codeflux_test_support::ServerProcess::start(codeflux_test_support::ServerOptions {
-        binary: crate::support::binary(),
-        workdir: root(),
-        data_dir: data.to_path_buf(),
-        env: vec![
-            ("LLM_BASE_URL".into(), llm.base_url.clone()),
-            ("LLM_API_KEY".into(), "sk-sse-test".into()),
-            ("LLM_MODEL".into(), "scripted".into()),
-        ],
-        addr,
-    })
-    .expect("server starts")
-}
-
-/// (id, event, data) of SSE events until `stop` says so (at most 60 s).
-async fn sse(
-    base: &str,
-    project: &str,
-    last_event_id: Option<&str>,
-    stop: impl Fn(&str) -> bool,
-) -> Vec<(String, String, Value)> {
-    let mut req = http()
-        .get(format!("{base}/api/projects/{project}/events"))
-        .header("accept", "text/event-stream");
-    if let Some(id) = last_event_id {
-        req = req.header("last-event-id", id);
-    }
-    let res = req.send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
-    let mut stream = res.bytes_stream().eventsource();
-    let mut out = Vec::new();
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(60), stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("no event in 60 s; so far {out:#?}"))
-            .expect("stream open")
-            .expect("valid SSE");
-        let data: Value = serde_json::from_str(&ev.data).unwrap();
-        let done = stop(&ev.event);
-        out.push((ev.id, ev.event, data));
-        if done {
-            return out;
-        }
-    }
-}
-
-fn is_end(kind: &str) -> bool {
-    matches!(
-        kind,
-        "run_finished" | "run_failed" | "run_cancelled" | "run_interrupted"
-    )
-}
+use crate::support::{call, http, is_end, sse, start_with_model};
 
 #[tokio::test]
 async fn a_run_streams_over_sse_and_replays_from_last_event_id() {

@@ -1,6 +1,11 @@
 use std::path::PathBuf;
 
 use codeflux_test_support::{ServerOptions, ServerProcess, TestDb, workspace_root};
+use std::time::Duration;
+
+use codeflux_test_support::scripted_llm::ScriptedLlm;
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
 use serde_json::Value;
 
 pub fn root() -> PathBuf {
@@ -54,4 +59,73 @@ pub async fn call(base: &str, name: &str, form: &[(&str, &str)]) -> (u16, Value)
 pub async fn get(url: &str) -> (u16, String) {
     let res = http().get(url).send().await.expect("request");
     (res.status().as_u16(), res.text().await.expect("body"))
+}
+
+pub fn start_with_model(
+    data: &std::path::Path,
+    llm: &ScriptedLlm,
+    addr: Option<String>,
+) -> codeflux_test_support::ServerProcess {
+    codeflux_test_support::ServerProcess::start(codeflux_test_support::ServerOptions {
+        binary: crate::support::binary(),
+        workdir: root(),
+        data_dir: data.to_path_buf(),
+        env: vec![
+            ("LLM_BASE_URL".into(), llm.base_url.clone()),
+            ("LLM_API_KEY".into(), "sk-sse-test".into()),
+            ("LLM_MODEL".into(), "scripted".into()),
+        ],
+        addr,
+    })
+    .expect("server starts")
+}
+
+/// (id, event, data) of SSE events until `stop` says so (at most 60 s).
+pub async fn sse(
+    base: &str,
+    project: &str,
+    last_event_id: Option<&str>,
+    stop: impl Fn(&str) -> bool,
+) -> Vec<(String, String, Value)> {
+    let mut req = http()
+        .get(format!("{base}/api/projects/{project}/events"))
+        .header("accept", "text/event-stream");
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = res.bytes_stream().eventsource();
+    let mut out = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event in 60 s; so far {out:#?}"))
+            .expect("stream open")
+            .expect("valid SSE");
+        let data: Value = serde_json::from_str(&ev.data).unwrap();
+        let done = stop(&ev.event);
+        out.push((ev.id, ev.event, data));
+        if done {
+            return out;
+        }
+    }
+}
+
+pub fn is_end(kind: &str) -> bool {
+    matches!(
+        kind,
+        "run_finished" | "run_failed" | "run_cancelled" | "run_interrupted"
+    )
+}
+
+/// The SSE events of a project until its next run ends.
+pub async fn sse_until_end(base: &str, project: &str) -> Vec<(String, String, Value)> {
+    sse(base, project, None, is_end).await
 }

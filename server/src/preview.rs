@@ -1,0 +1,267 @@
+//! Previews through the app's own port: `http://<project-id>.preview.localhost:<port>/`.
+//!
+//! A request whose Host names a project's preview never reaches the app's routes: it is
+//! forwarded to that project's dev server (inside the project's network namespace), HTTP and
+//! websocket upgrades (HMR) alike. The app's own cookies are not passed on. While the preview
+//! starts (or revives from the latest version), a browser gets a small page that reloads
+//! itself; other requests wait a little.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use codeflux_core::sandbox::PreviewState;
+use hyper_util::rt::TokioIo;
+use uuid::Uuid;
+
+use crate::routes::AppState;
+
+/// Cookies of CodeFlux itself start with this; the preview never sees them.
+const APP_COOKIE_PREFIX: &str = "codeflux";
+
+/// The project a Host header names, if it is a preview host.
+pub fn preview_project(host: &str) -> Option<Uuid> {
+    let name = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let id = name
+        .to_ascii_lowercase()
+        .strip_suffix(".preview.localhost")?
+        .to_owned();
+    Uuid::parse_str(&id).ok()
+}
+
+/// Routes preview hosts to [`proxy`], everything else to the app.
+pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or_default()
+        .to_owned();
+    match preview_project(&host) {
+        Some(project) => proxy(state, project, req).await,
+        None => next.run(req).await,
+    }
+}
+
+fn page(status: StatusCode, title: &str, text: &str, refresh: bool) -> Response {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let meta = if refresh {
+        r#"<meta http-equiv="refresh" content="2">"#
+    } else {
+        ""
+    };
+    let body = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">{meta}<title>{t}</title>
+<style>body{{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;font-family:system-ui,sans-serif;background:#fafafa;color:#3f3f46}}@media (prefers-color-scheme:dark){{body{{background:#09090b;color:#d4d4d8}}}}main{{max-width:32rem;padding:2rem;text-align:center}}h1{{font-size:1.1rem;font-weight:600;margin:0 0 .5rem}}p{{margin:0;font-size:.9rem;opacity:.8;white-space:pre-wrap;word-break:break-word}}.dot{{display:inline-block;width:.6rem;height:.6rem;border-radius:50%;background:#6366f1;margin-right:.5rem;animation:p 1s infinite alternate}}@keyframes p{{to{{opacity:.2}}}}</style></head>
+<body><main><h1>{dot}{t}</h1><p>{x}</p></main></body></html>"#,
+        t = esc(title),
+        x = esc(text),
+        dot = if refresh {
+            r#"<span class="dot"></span>"#
+        } else {
+            ""
+        },
+    );
+    let mut res = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if refresh {
+        res.headers_mut()
+            .insert("x-codeflux-preview", HeaderValue::from_static("starting"));
+    }
+    res
+}
+
+async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
+    let services = &state.services;
+    let navigation = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    // A page navigation gets the "starting" page quickly; assets and modules wait longer.
+    let patience = if navigation {
+        Duration::from_secs(4)
+    } else {
+        Duration::from_secs(90)
+    };
+    let started = Instant::now();
+    loop {
+        let status = match services.preview(project).await {
+            Ok(s) => s,
+            Err(e) if e.kind == codeflux_core::ErrorKind::NotFound => {
+                return page(StatusCode::NOT_FOUND, "No such project", &e.message, false);
+            }
+            Err(e) => {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The preview could not start",
+                    &e.message,
+                    false,
+                );
+            }
+        };
+        match status {
+            PreviewState::Ready => break,
+            PreviewState::Failed(why) => {
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "The preview could not start",
+                    &why,
+                    false,
+                );
+            }
+            PreviewState::Starting(what) if started.elapsed() >= patience => {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Starting the preview…",
+                    &what,
+                    true,
+                );
+            }
+            PreviewState::Starting(_) | PreviewState::Stopped => {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        }
+    }
+
+    let stream = match services.sandboxes().connect_preview(project).await {
+        Ok(s) => s,
+        Err(e) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Starting the preview…",
+                &format!("The dev server is not reachable yet ({e})."),
+                true,
+            );
+        }
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "The preview did not answer",
+                &e.to_string(),
+                false,
+            );
+        }
+    };
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+
+    let wants_upgrade = req.headers().contains_key(header::UPGRADE);
+    let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+    strip_app_cookies(req.headers_mut());
+    let host = req.headers().get(header::HOST).cloned();
+    if let Some(h) = host {
+        req.headers_mut().insert("x-forwarded-host", h);
+    }
+    req.headers_mut()
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    // Origin-form for the upstream request line.
+    if let Some(pq) = req.uri().path_and_query().cloned()
+        && let Ok(uri) = pq.as_str().parse()
+    {
+        *req.uri_mut() = uri;
+    }
+
+    let mut res = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "The preview did not answer",
+                &e.to_string(),
+                false,
+            );
+        }
+    };
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut res);
+        tokio::spawn(async move {
+            if let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        });
+    }
+    let (parts, body) = res.into_parts();
+    Response::from_parts(parts, Body::new(body))
+}
+
+fn strip_app_cookies(headers: &mut axum::http::HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.to_ascii_lowercase().starts_with(APP_COOKIE_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preview_hosts_are_recognised() {
+        let id = "01a227f0-1663-70d0-b4d8-61928362b786";
+        assert_eq!(
+            preview_project(&format!("{id}.preview.localhost:3000")).map(|u| u.to_string()),
+            Some(id.to_owned())
+        );
+        assert!(preview_project(&format!("{id}.preview.localhost")).is_some());
+        assert!(preview_project(&format!("{}.PREVIEW.localhost:1", id.to_uppercase())).is_some());
+        assert!(preview_project("127.0.0.1:3000").is_none());
+        assert!(preview_project("localhost:3000").is_none());
+        assert!(preview_project("evil.preview.localhost").is_none());
+        assert!(preview_project(&format!("x.{id}.preview.localhost")).is_none());
+    }
+
+    #[test]
+    fn app_cookies_are_stripped() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("codeflux_session=abc; theme=dark; CodeFlux-x=1"),
+        );
+        strip_app_cookies(&mut h);
+        assert_eq!(
+            h.get(header::COOKIE).and_then(|v| v.to_str().ok()),
+            Some("theme=dark")
+        );
+    }
+}
