@@ -152,3 +152,37 @@ pub async fn system_status() -> Result<ServerStatus, ApiError> {
         llm_problem: services()?.llm_problem(),
     })
 }
+
+/// Everything the project page shows: the project, its conversation, the runs still working.
+#[server(endpoint = "projects/view")]
+pub async fn get_project_view(
+    #[server(default)] id: String,
+) -> Result<codeflux_protocol::ProjectView, ApiError> {
+    Ok(services()?.project_view(&id).await?)
+}
+
+/// A file of a version, with its syntax highlighted as HTML.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HighlightedFile {
+    pub path: String,
+    /// Lines of highlighted HTML (spans with `hl-` classes), already escaped.
+    pub lines: Vec<String>,
+}
+
+#[server(endpoint = "fragments/file")]
+pub async fn get_fragment_file(
+    #[server(default)] fragment_id: String,
+    #[server(default)] path: String,
+) -> Result<HighlightedFile, ApiError> {
+    let fragment = services()?.fragment(&fragment_id).await?;
+    let content = fragment.files.get(&path).ok_or_else(|| {
+        ApiError(AppError::not_found(format!(
+            "This version has no file \"{}\".",
+            codeflux_protocol::validate::shorten(&path, 100)
+        )))
+    })?;
+    Ok(HighlightedFile {
+        lines: crate::highlight::to_html_lines(&path, content),
+        path,
+    })
+}

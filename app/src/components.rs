@@ -14,6 +14,15 @@ pub enum Icon {
     Sparkles,
     Alert,
     Folder,
+    Eye,
+    Code,
+    Chat,
+    Terminal,
+    File,
+    Reload,
+    External,
+    Copy,
+    Download,
 }
 
 impl Icon {
@@ -34,6 +43,19 @@ impl Icon {
                 "M12 9v4M12 17h.01M10.3 3.9L1.8 18a2 2 0 001.7 3h17a2 2 0 001.7-3L13.7 3.9a2 2 0 00-3.4 0z"
             }
             Icon::Folder => "M3 7a2 2 0 012-2h4l2 2h8a2 2 0 012 2v8a2 2 0 01-2 2H5a2 2 0 01-2-2z",
+            Icon::Eye => {
+                "M2 12s3.6-7 10-7 10 7 10 7-3.6 7-10 7S2 12 2 12zM12 9a3 3 0 100 6 3 3 0 000-6z"
+            }
+            Icon::Code => "M16 18l6-6-6-6M8 6l-6 6 6 6",
+            Icon::Chat => "M21 12a8 8 0 01-11.6 7.1L4 20l1-4.6A8 8 0 1121 12z",
+            Icon::Terminal => "M4 17l6-5-6-5M12 19h8",
+            Icon::File => "M14 3H7a2 2 0 00-2 2v14a2 2 0 002 2h10a2 2 0 002-2V8zM14 3v5h5",
+            Icon::Reload => "M21 12a9 9 0 11-2.6-6.4M21 4v5h-5",
+            Icon::External => {
+                "M14 4h6v6M20 4l-9 9M18 14v5a1 1 0 01-1 1H5a1 1 0 01-1-1V7a1 1 0 011-1h5"
+            }
+            Icon::Copy => "M9 9h10v12H9zM5 15H4a1 1 0 01-1-1V4a1 1 0 011-1h10a1 1 0 011 1v1",
+            Icon::Download => "M12 3v12M7 10l5 5 5-5M5 21h14",
         }
     }
 }

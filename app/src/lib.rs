@@ -1,8 +1,14 @@
 //! The CodeFlux web app: one Leptos component tree rendered on the server (feature `ssr`) and
 //! hydrated in the browser (feature `hydrate`), plus the server functions it calls.
 
+// Leptos views are deeply nested types; the default limit (128) is too low for the workspace page.
+#![recursion_limit = "256"]
+
 pub mod api;
 mod components;
+#[cfg(feature = "ssr")]
+mod highlight;
+mod live;
 mod pages;
 mod time;
 

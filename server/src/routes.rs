@@ -50,6 +50,7 @@ pub fn router(
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/projects/{id}/events", get(events))
+        .route("/api/fragments/{id}/zip", get(fragment_zip))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -129,6 +130,63 @@ fn error_response(e: &AppError) -> Response {
         serde_json::to_string(e).unwrap_or_default(),
     )
         .into_response()
+}
+
+/// A version's files as a zip archive (`<project>-<title>.zip`).
+async fn fragment_zip(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let fragment = match state.services.fragment(&id).await {
+        Ok(f) => f,
+        Err(e) => return error_response(&e),
+    };
+    let name: String = fragment
+        .title
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let name = if name.is_empty() {
+        "project".to_owned()
+    } else {
+        name
+    };
+    let built = tokio::task::spawn_blocking(move || -> zip::result::ZipResult<Vec<u8>> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut out);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(0o644);
+        for (path, content) in &fragment.files {
+            zip.start_file(format!("{name}/{path}"), opts)?;
+            std::io::Write::write_all(&mut zip, content.as_bytes())?;
+        }
+        zip.finish()?;
+        Ok(out.into_inner())
+    })
+    .await;
+    match built {
+        Ok(Ok(bytes)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/zip".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{id}.zip\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        _ => error_response(&AppError::internal("The archive could not be built.")),
+    }
 }
 
 /// 200 when the database answers, 503 otherwise.

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 
-use crate::api::{CreateProject, get_projects};
+use crate::api::{CreateProject, get_projects, system_status};
 use crate::components::{Brand, ErrorNote, Icon, PromptBox, Svg, TopBar};
 use crate::time::{RelativeTime, Stamped};
 
@@ -31,6 +31,7 @@ const EXAMPLES: [(&str, &str); 4] = [
 #[component]
 pub fn HomePage() -> impl IntoView {
     let projects = Resource::new(|| (), |_| async { get_projects().await.map(Stamped::now) });
+    let status = Resource::new(|| (), |_| async { system_status().await });
     let create = ServerAction::<CreateProject>::new();
     let prompt = RwSignal::new(String::new());
     let template = RwSignal::new(Template::default());
@@ -71,6 +72,16 @@ pub fn HomePage() -> impl IntoView {
                 </p>
             </section>
 
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    status.await.ok().and_then(|s| s.llm_problem).map(|problem| view! {
+                        <div role="status" class="mb-4 rounded-xl border border-amber-300 bg-amber-50 px-4 py-3 text-sm text-amber-900 dark:border-amber-800/70 dark:bg-amber-950/40 dark:text-amber-100">
+                            <p class="font-medium">"No AI model is configured yet"</p>
+                            <p class="mt-1 wrap-anywhere">{problem}</p>
+                        </div>
+                    })
+                })}
+            </Suspense>
             <PromptBox
                 value=prompt
                 on_submit=submit

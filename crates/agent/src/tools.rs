@@ -274,7 +274,7 @@ pub async fn execute(
                 if !content.is_empty() {
                     content.push('\n');
                 }
-                content.push_str(&format!("Failed:\n- {}", failed.join("\n- ")));
+                content.push_str(&format!("Not written:\n- {}", failed.join("\n- ")));
             }
             Ok(ToolResult {
                 tail: tail(&content, 600),

@@ -264,7 +264,7 @@ async fn tool_failures_go_back_to_the_model() {
     );
     assert!(!results[2].contains("root:x:0:0"));
     assert!(
-        results[3].contains("Wrote 1 file(s): ok.txt") && results[3].contains("Failed"),
+        results[3].contains("Wrote 1 file(s): ok.txt") && results[3].contains("Not written"),
         "{}",
         results[3]
     );

@@ -16,7 +16,9 @@ use codeflux_db::{Db, DbError, NewProject};
 use codeflux_llm::LlmClient;
 pub use codeflux_llm::{ClientOptions as LlmClientOptions, LlmSettings};
 pub use codeflux_protocol::ErrorKind;
-use codeflux_protocol::{AppError, Message, Project, Run, Template, validate};
+use codeflux_protocol::{
+    AppError, Fragment, Message, Project, ProjectView, Run, Template, validate,
+};
 /// Sandboxes, for start-up code.
 pub use codeflux_sandbox as sandbox;
 use codeflux_sandbox::{PreviewState, SandboxProvider};
@@ -175,6 +177,42 @@ impl Services {
     pub async fn active_runs(&self, project_id: &str) -> Result<Vec<Run>, AppError> {
         let project = self.get_project(project_id).await?;
         self.runs.active(project.id).await
+    }
+
+    /// The project page's data: the project, its conversation, its runs still working and where
+    /// to follow their events from.
+    pub async fn project_view(&self, id: &str) -> Result<ProjectView, AppError> {
+        let project = self.get_project(id).await?;
+        let messages = codeflux_db::list_messages(&self.db, project.id)
+            .await
+            .map_err(db_error)?;
+        let active_runs = self.runs.active(project.id).await?;
+        let ids: Vec<uuid::Uuid> = active_runs.iter().map(|r| r.id).collect();
+        let resume_from = match codeflux_db::seq_before_runs(&self.db, project.id, &ids)
+            .await
+            .map_err(db_error)?
+        {
+            Some(s) => s,
+            None => codeflux_db::max_seq(&self.db, project.id)
+                .await
+                .map_err(db_error)?,
+        };
+        Ok(ProjectView {
+            preview_url: self.sandboxes.preview_url(project.id),
+            project,
+            messages,
+            active_runs,
+            resume_from,
+        })
+    }
+
+    /// One fragment (a version of a project's files).
+    pub async fn fragment(&self, id: &str) -> Result<Fragment, AppError> {
+        let id = validate::id("version id", id)?;
+        codeflux_db::find_fragment(&self.db, id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found(format!("There is no version with id {id}.")))
     }
 
     /// The project's events numbered above `after`, then the live ones.

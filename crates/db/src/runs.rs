@@ -210,3 +210,32 @@ pub async fn events_after(
         })
         .collect()
 }
+
+/// The number just before the first event of the given runs (where a live view resumes).
+pub async fn seq_before_runs(
+    db: &Db,
+    project_id: Uuid,
+    runs: &[Uuid],
+) -> Result<Option<i64>, DbError> {
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    let row: Option<Option<i64>> = run_event::Entity::find()
+        .select_only()
+        .column_as(run_event::Column::Seq.min(), "min_seq")
+        .filter(run_event::Column::ProjectId.eq(project_id))
+        .filter(run_event::Column::RunId.is_in(runs.iter().copied()))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row.flatten().map(|s| s - 1))
+}
+
+/// One fragment by id.
+pub async fn find_fragment(db: &Db, id: Uuid) -> Result<Option<Fragment>, DbError> {
+    fragment::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(crate::repo::fragment_dto)
+        .transpose()
+}

@@ -12,7 +12,7 @@ pub mod validate;
 
 pub use error::{AppError, ErrorKind};
 pub use event::{Run, RunEvent, RunStatus, StoredEvent};
-pub use model::{Fragment, Message, MessageKind, Project, Role, Template};
+pub use model::{Fragment, Message, MessageKind, Project, ProjectView, Role, Template};
 pub use uuid::Uuid;
 
 /// Largest prompt or follow-up message we accept, in characters.

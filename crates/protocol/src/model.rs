@@ -160,3 +160,17 @@ mod tests {
         assert_eq!(json, r#"["USER","ERROR","nextjs"]"#);
     }
 }
+
+/// Everything the project page needs at once.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ProjectView {
+    pub project: Project,
+    /// Oldest first.
+    pub messages: Vec<Message>,
+    /// Queued and running runs, oldest first.
+    pub active_runs: Vec<crate::Run>,
+    /// The event number to follow the runs from (the SSE `last_event_id`).
+    pub resume_from: i64,
+    /// Where the project's live preview is.
+    pub preview_url: String,
+}

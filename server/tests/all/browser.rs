@@ -243,19 +243,239 @@ async fn phone_width_has_no_horizontal_overflow() {
     let (_, p) = crate::support::call(&srv.base_url, "projects/create", &[("prompt", &long)]).await;
     let id = p["id"].as_str().unwrap().to_owned();
     let (_driver, c) = browser(390, 844, true).await;
-    for (path, shot) in [
-        ("/".to_owned(), "home-390.png"),
-        (format!("/projects/{id}"), "project-390.png"),
+    let no_overflow = |what: &'static str| {
+        let c = c.clone();
+        async move {
+            let width = js(&c, "return document.documentElement.scrollWidth").await;
+            let viewport = js(&c, "return window.innerWidth").await;
+            assert!(
+                width.as_u64().unwrap() <= viewport.as_u64().unwrap(),
+                "{what}: scrollWidth {width} > {viewport}"
+            );
+        }
+    };
+    c.goto(&format!("{}/", srv.base_url)).await.unwrap();
+    wait_js(&c, HYDRATED, "hydration").await;
+    no_overflow("home").await;
+    screenshot(&c, "home-390.png").await;
+
+    c.goto(&format!("{}/projects/{id}", srv.base_url))
+        .await
+        .unwrap();
+    wait_js(&c, HYDRATED, "hydration").await;
+    let tabs = js(&c, "return ['Chat','Preview','Code'].filter(w => [...document.querySelectorAll('nav[aria-label=Panes] button')].some(e => e.offsetParent !== null && e.innerText.trim() === w)).length").await;
+    assert_eq!(
+        tabs,
+        json!(3),
+        "the phone has a Chat / Preview / Code tab bar"
+    );
+    wait_js(&c, "return !!document.querySelector('textarea#content-box') && document.querySelector('textarea#content-box').offsetParent !== null", "the follow-up box in the chat pane").await;
+    no_overflow("project chat").await;
+    screenshot(&c, "project-390.png").await;
+    for (tab, check, shot) in [
+        (
+            "Preview",
+            "return document.querySelector('iframe').offsetParent !== null && document.querySelector('textarea#content-box').offsetParent === null",
+            "project-preview-390.png",
+        ),
+        (
+            "Code",
+            "return document.body.innerText.includes('first version')",
+            "project-code-390.png",
+        ),
     ] {
-        c.goto(&format!("{}{path}", srv.base_url)).await.unwrap();
-        wait_js(&c, HYDRATED, "hydration").await;
-        let width = js(&c, "return document.documentElement.scrollWidth").await;
-        let viewport = js(&c, "return window.innerWidth").await;
-        assert!(
-            width.as_u64().unwrap() <= viewport.as_u64().unwrap(),
-            "{path}: scrollWidth {width} > {viewport}"
-        );
+        c.find(Locator::XPath(&format!(
+            "//nav[@aria-label='Panes']//button[contains(., '{tab}')]"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        wait_js(&c, check, tab).await;
+        no_overflow(tab).await;
         screenshot(&c, shot).await;
     }
+    c.close().await.unwrap();
+}
+
+/// The whole flow with the scripted model behind the real app: prompt on home, progress while
+/// the run works, the generated page inside the preview iframe, a follow-up that changes it,
+/// Stop, the Code tab.
+#[tokio::test]
+async fn ide_flow_prompt_progress_preview_follow_up_stop_code() {
+    use codeflux_test_support::scripted_llm::{ScriptedLlm, Turn};
+    require_site();
+    let llm = ScriptedLlm::start().await.unwrap();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let app = |marker: &str| {
+        format!(
+            "export default function App() {{\n  return <main className=\"p-8\"><h1>{marker}</h1></main>;\n}}\n"
+        )
+    };
+    llm.push([
+        Turn::TextAndTools(
+            "Writing the page now.".into(),
+            vec![(
+                "createOrUpdateFiles".into(),
+                json!({"files": [{"path": "src/App.tsx", "content": app("IDE-MARKER-ONE")}]})
+                    .to_string(),
+            )],
+        ),
+        Turn::Gated {
+            turn: Box::new(Turn::text("<task_summary>A greeting page.</task_summary>")),
+            at: 1,
+            gate: gate.clone(),
+        },
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let srv = crate::support::start_with_model(data.path(), &llm, None);
+    let (_driver, c) = browser(1280, 800, false).await;
+
+    c.goto(&format!("{}/", srv.base_url)).await.unwrap();
+    wait_js(&c, HYDRATED, "hydration").await;
+    js(&c, "window.__cfNoReload = 7; return true").await;
+    c.find(Locator::Css("textarea#prompt-box"))
+        .await
+        .unwrap()
+        .send_keys("Build a page that says hello")
+        .await
+        .unwrap();
+    wait_js(&c, "return !document.evaluate(\"//button[contains(., 'Start Creating')]\", document).iterateNext().disabled", "the button").await;
+    let t0 = std::time::Instant::now();
+    c.find(Locator::XPath("//button[contains(., 'Start Creating')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return /\\/projects\\/[0-9a-f-]{36}$/.test(location.pathname)",
+        "the project page",
+    )
+    .await;
+    assert_eq!(
+        js(&c, "return window.__cfNoReload").await,
+        json!(7),
+        "no reload"
+    );
+
+    // Progress while the run works (the model is held back on its last step).
+    wait_js(&c, "return document.body.innerText.includes('Wrote src/App.tsx') && document.body.innerText.includes('Writing the page now.')", "the tool call and streamed text").await;
+    wait_js(
+        &c,
+        "return [...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Stop')",
+        "the Stop button",
+    )
+    .await;
+    screenshot(&c, "project-working-1280.png").await;
+    gate.notify_waiters();
+    wait_js(&c, "return document.body.innerText.includes('Counter App') && !document.querySelector('[data-live-run]')", "the finished version").await;
+
+    // The generated page inside the preview iframe.
+    let preview_has = |marker: &'static str| {
+        let c = c.clone();
+        async move {
+            let t = std::time::Instant::now();
+            while t.elapsed() < Duration::from_secs(120) {
+                c.enter_frame(0).await.unwrap();
+                let text = c
+                    .execute(
+                        "return document.body ? document.body.innerText : ''",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                c.enter_parent_frame().await.unwrap();
+                if text.as_str().is_some_and(|t| t.contains(marker)) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        preview_has("IDE-MARKER-ONE").await,
+        "the generated page shows in the preview"
+    );
+    println!("click to preview: {:.1} s", t0.elapsed().as_secs_f64());
+    screenshot(&c, "project-1280.png").await;
+
+    // A follow-up changes the preview.
+    llm.push([
+        Turn::tool(
+            "editFile",
+            json!({"path": "src/App.tsx", "search": "IDE-MARKER-ONE", "replace": "IDE-MARKER-TWO"}),
+        ),
+        Turn::text("<task_summary>Changed the heading.</task_summary>"),
+    ]);
+    c.find(Locator::Css("textarea#content-box"))
+        .await
+        .unwrap()
+        .send_keys("Change the heading\u{E007}")
+        .await
+        .unwrap();
+    assert!(
+        preview_has("IDE-MARKER-TWO").await,
+        "the follow-up shows in the preview"
+    );
+
+    // Stop a run.
+    let gate2 = std::sync::Arc::new(tokio::sync::Notify::new());
+    llm.push([Turn::Gated {
+        turn: Box::new(Turn::text("this takes forever")),
+        at: 2,
+        gate: gate2.clone(),
+    }]);
+    c.find(Locator::Css("textarea#content-box"))
+        .await
+        .unwrap()
+        .send_keys("Something slow\u{E007}")
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return [...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Stop')",
+        "the Stop button",
+    )
+    .await;
+    c.find(Locator::XPath("//button[normalize-space(.)='Stop']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(&c, "return document.body.innerText.includes('Stopped.') && ![...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Stop')", "the stopped run").await;
+    gate2.notify_waiters();
+
+    // The code of the version, highlighted.
+    c.find(Locator::XPath("//button[@role='tab'][contains(., 'Code')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(&c, "return [...document.querySelectorAll('pre.hl span')].some(s => s.className.includes('hl-') ) && document.querySelector('pre.hl').innerText.includes('IDE-MARKER-TWO')", "the highlighted code").await;
+    screenshot(&c, "code-1280.png").await;
+    let zip = crate::support::http()
+        .get(format!(
+            "{}{}",
+            srv.base_url,
+            js(
+                &c,
+                "return document.querySelector('a[download]').getAttribute('href')"
+            )
+            .await
+            .as_str()
+            .unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zip.headers()["content-type"], "application/zip");
+    let bytes = zip.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"PK"), "a zip archive");
     c.close().await.unwrap();
 }

@@ -287,7 +287,7 @@ async fn escape_attempts_are_blocked() {
         "{reads}"
     );
     assert!(
-        results[3].contains("Failed") && !results[3].contains("Wrote"),
+        results[3].contains("Not written") && !results[3].contains("Wrote"),
         "{}",
         results[3]
     );
