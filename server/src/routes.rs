@@ -18,6 +18,7 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
 
 /// Largest server-function error body we inspect to set its status.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -62,6 +63,16 @@ pub fn router(
                 let options = leptos_options.clone();
                 move || shell(options.clone())
             },
+        )
+        // The front end, precompressed by `cargo xtask build` (brotli 11 / gzip 9).
+        .nest_service(
+            &format!("/{}", leptos_options.site_pkg_dir),
+            ServeDir::new(
+                std::path::Path::new(leptos_options.site_root.as_ref())
+                    .join(leptos_options.site_pkg_dir.as_ref()),
+            )
+            .precompressed_br()
+            .precompressed_gzip(),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn(static_cache_headers))

@@ -179,7 +179,22 @@ fn lint(paths: &Paths) -> Result<()> {
 fn bench(paths: &Paths) -> Result<()> {
     setup::ensure(paths)?;
     site::build(paths)?;
-    site::print_sizes(paths)
+    build_server(paths, false)?;
+    prepare_templates(paths, false)?;
+    site::print_sizes(paths)?;
+    check(
+        paths
+            .cargo()
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "codeflux-test-support",
+                "--bin",
+                "codeflux-bench",
+            ])
+            .current_dir(&paths.root),
+    )
 }
 
 /// Runs `cmd`, failing with its command line when it does not succeed.

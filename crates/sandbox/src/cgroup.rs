@@ -173,6 +173,30 @@ impl ProjectCgroup {
         }
     }
 
+    /// The processes in the project's group.
+    pub fn pids(&self) -> Vec<i32> {
+        self.procs
+            .first()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|l| l.lines().filter_map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Resident memory of its processes (sum of VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.pids()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .filter_map(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .sum::<u64>()
+            * 1024
+    }
+
     /// Memory in use now, in bytes (for figures).
     pub fn memory_bytes(&self) -> Option<u64> {
         let d = self.dirs.first()?;

@@ -192,9 +192,11 @@ impl LocalProvider {
         }));
         if tokio::runtime::Handle::try_current().is_ok() {
             let weak = Arc::downgrade(&provider.0);
+            let every = (provider.0.cfg.idle_stop / 2)
+                .clamp(Duration::from_millis(200), Duration::from_secs(30));
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    tokio::time::sleep(every).await;
                     let Some(shared) = weak.upgrade() else { return };
                     LocalProvider(shared).reap_idle().await;
                 }
@@ -279,6 +281,17 @@ impl LocalProvider {
             tracing::info!(project = %id, "stopping an idle sandbox");
             self.stop_runtime(id).await;
         }
+    }
+
+    /// Whether the project's sandbox runtime (namespace, proxy, dev server) is up.
+    pub fn is_running(&self, project_id: Uuid) -> bool {
+        self.existing(project_id).is_some()
+    }
+
+    /// Resident memory (sum of VmRSS) of a running sandbox's processes, for figures.
+    pub fn sandbox_rss(&self, project_id: Uuid) -> Option<u64> {
+        let rt = self.existing(project_id)?;
+        Some(rt.cgroup.as_ref()?.rss_bytes())
     }
 
     /// Resident memory of every running sandbox (bytes), for figures.

@@ -37,8 +37,13 @@ pub struct NetNs {
 impl NetNs {
     /// A new namespace with `lo` up and nothing else.
     pub async fn create() -> Result<NetNs, SandboxError> {
-        let mut holder = Command::new("/usr/bin/unshare")
+        // setpriv --pdeathsig: the holder dies with the server even when it is killed outright.
+        let mut holder = Command::new("/usr/bin/setpriv")
             .args([
+                "--pdeathsig",
+                "KILL",
+                "--",
+                "/usr/bin/unshare",
                 "--net",
                 "--",
                 "/bin/sh",

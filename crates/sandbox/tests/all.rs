@@ -237,3 +237,44 @@ async fn commands_run_isolated_in_the_workspace() {
     assert!(r.output.len() < 1200 && r.omitted_bytes > 0);
     p.stop(id).await;
 }
+
+#[tokio::test]
+async fn an_unused_sandbox_stops_and_revives_from_the_given_files() {
+    let data = tempfile::tempdir().unwrap();
+    let p = LocalProvider::new(LocalConfig {
+        dev_servers: false,
+        idle_stop: Duration::from_secs(1),
+        ..LocalConfig::new(data.path().to_path_buf(), templates_dir(), 3000).with_host_npm()
+    })
+    .unwrap();
+    let id = Uuid::new_v4();
+    p.start_preview(id, Template::ViteReact, None)
+        .await
+        .unwrap();
+    assert!(p.is_running(id));
+    let t0 = std::time::Instant::now();
+    while p.is_running(id) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the idle sandbox was not stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Revive from a version's files: the workspace is made exactly those sources.
+    std::fs::remove_dir_all(data.path().join("workspaces").join(id.to_string())).unwrap();
+    let files = BTreeMap::from([
+        ("package.json".to_owned(), "{\"name\":\"app\"}".to_owned()),
+        (
+            "src/App.tsx".to_owned(),
+            "export default () => null;\n".to_owned(),
+        ),
+    ]);
+    p.start_preview(id, Template::ViteReact, Some(&files))
+        .await
+        .unwrap();
+    let sb = p.open(id, Template::ViteReact, None).await.unwrap();
+    assert_eq!(
+        sb.list_files().await.unwrap(),
+        vec!["package.json", "src/App.tsx"]
+    );
+}
