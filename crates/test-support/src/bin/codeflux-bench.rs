@@ -124,12 +124,9 @@ async fn sandbox_figures() -> Result<()> {
         drop(sandbox);
         provider.stop(project).await;
     }
-    if vite_rss > 0 {
-        let budget = 20u64 * 1024 * 1024 * 1024;
-        println!(
-            "  live Vite sandboxes in 24 GiB (20 GiB for sandboxes): about {}",
-            budget / vite_rss
-        );
+    let budget = 20u64 * 1024 * 1024 * 1024;
+    if let Some(fit) = budget.checked_div(vite_rss) {
+        println!("  live Vite sandboxes in 24 GiB (20 GiB for sandboxes): about {fit}");
     }
     Ok(())
 }
