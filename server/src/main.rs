@@ -102,7 +102,8 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
     let addr = listener.local_addr()?;
     let sandboxes = LocalProvider::new(config.sandbox(addr.port())?)
         .context("setting up the local sandboxes")?;
-    let services = Services::new(db, Arc::new(sandboxes), config.core());
+    let sandboxes = Arc::new(sandboxes);
+    let services = Services::new(db, sandboxes.clone(), config.core());
     services
         .runs()
         .recover()
@@ -120,6 +121,7 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
             shutdown.cancel();
         })
         .await?;
+    sandboxes.stop_all().await;
     tracing::info!("stopped");
     Ok(())
 }

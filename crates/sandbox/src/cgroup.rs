@@ -197,6 +197,29 @@ impl ProjectCgroup {
             * 1024
     }
 
+    /// [`ProjectCgroup::kill_and_remove`] for contexts that cannot wait asynchronously (Drop).
+    pub fn kill_and_remove_blocking(&self) {
+        for _ in 0..50 {
+            let mut any = false;
+            for procs in &self.procs {
+                let list = std::fs::read_to_string(procs).unwrap_or_default();
+                for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    any = true;
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+            }
+            if !any {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+
     /// Memory in use now, in bytes (for figures).
     pub fn memory_bytes(&self) -> Option<u64> {
         let d = self.dirs.first()?;

@@ -283,6 +283,19 @@ impl LocalProvider {
         }
     }
 
+    /// Stops every running sandbox (at server shutdown).
+    pub async fn stop_all(&self) {
+        let ids: Vec<Uuid> = self
+            .0
+            .runtimes
+            .lock()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.stop_runtime(id).await;
+        }
+    }
+
     /// Whether the project's sandbox runtime (namespace, proxy, dev server) is up.
     pub fn is_running(&self, project_id: Uuid) -> bool {
         self.existing(project_id).is_some()
@@ -636,6 +649,23 @@ impl Runtime {
         }
         let _ = self.workspace.write(INSTALLED_STAMP, &pkg);
         Ok(())
+    }
+}
+
+impl Drop for Runtime {
+    /// The last user of a runtime is gone: nothing of the sandbox may outlive it.
+    fn drop(&mut self) {
+        if let Ok(mut d) = self.dev.lock()
+            && let Some(t) = d.task.take()
+        {
+            t.abort();
+        }
+        if let Some(p) = &self.proxy {
+            p.abort();
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.kill_and_remove_blocking();
+        }
     }
 }
 
