@@ -186,3 +186,12 @@ pub async fn get_fragment_file(
         path,
     })
 }
+
+/// Shows a chosen version in the project's live preview (refused while a run works).
+#[server(endpoint = "preview/show")]
+pub async fn show_version(
+    #[server(default)] project_id: String,
+    #[server(default)] fragment_id: String,
+) -> Result<(), ApiError> {
+    Ok(services()?.show_version(&project_id, &fragment_id).await?)
+}

@@ -61,8 +61,19 @@ pub fn PreviewPane() -> impl IntoView {
         </div>
         {move || older().then(|| view! {
             <p class="shrink-0 border-b border-amber-200 bg-amber-50 px-3 py-1.5 text-xs text-amber-800 dark:border-amber-900/60 dark:bg-amber-950/40 dark:text-amber-200">
-                "You selected an earlier version: the Code tab shows its files; the preview runs the latest version."
+                "Showing an earlier version. Your next message continues from the latest one."
             </p>
+        })}
+        {move || match ws.show.value().get() {
+            Some(Err(e)) => Some(view! {
+                <p role="status" class="shrink-0 border-b border-zinc-200 bg-zinc-100 px-3 py-1.5 text-xs text-zinc-700 dark:border-zinc-800 dark:bg-zinc-900 dark:text-zinc-300">
+                    {e.message().to_owned()}
+                </p>
+            }),
+            _ => None,
+        }}
+        {move || ws.show.pending().get().then(|| view! {
+            <p class="shrink-0 border-b border-zinc-200 px-3 py-1.5 text-xs text-zinc-500 dark:border-zinc-800">"Switching versions…"</p>
         })}
         <div class="relative min-h-0 flex-1 bg-white">
             <iframe

@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use uuid::Uuid;
 
-use crate::api::{ApiError, CancelRuns, CreateMessage, get_project_view};
+use crate::api::{ApiError, CancelRuns, CreateMessage, ShowVersion, get_project_view};
 use crate::components::{Brand, ErrorNote, Icon, PromptBox, Svg, ThemeToggle, TopBar};
 use crate::live::{Live, LiveRun, Step, display_text};
 use crate::pages::code::CodePane;
@@ -36,6 +36,8 @@ pub struct Ws {
     pub preview_url: StoredValue<String>,
     /// A new version arrived while the preview was not in view (phone tab dot).
     pub unseen_version: RwSignal<bool>,
+    /// Switches the live preview to a chosen version.
+    pub show: ServerAction<ShowVersion>,
 }
 
 impl Ws {
@@ -116,6 +118,7 @@ fn Workspace(view: Stamped<ProjectView>) -> impl IntoView {
         preview_nonce: RwSignal::new(0),
         preview_url: StoredValue::new(preview_url),
         unseen_version: RwSignal::new(false),
+        show: ServerAction::new(),
     };
     provide_context(ws);
 
@@ -123,6 +126,18 @@ fn Workspace(view: Stamped<ProjectView>) -> impl IntoView {
     {
         let pid = project.id;
         Effect::new(move |_| crate::live::connect(live, pid, resume_from));
+        // The preview may still show a version chosen earlier: bring it back to the latest.
+        Effect::new(move |_| {
+            let (latest, busy) = untrack(|| (ws.latest().map(|f| f.id), live.busy()));
+            if let Some(latest) = latest
+                && !busy
+            {
+                ws.show.dispatch(ShowVersion {
+                    project_id: pid.to_string(),
+                    fragment_id: latest.to_string(),
+                });
+            }
+        });
         // A run ended: reload the conversation (its reply, its version, or its error).
         Effect::new(move |prev: Option<u32>| {
             let n = live.ended.get();
@@ -311,6 +326,7 @@ fn expect_ws() -> Ws {
         preview_nonce: RwSignal::new(0),
         preview_url: StoredValue::new(String::new()),
         unseen_version: RwSignal::new(false),
+        show: ServerAction::new(),
     })
 }
 
@@ -457,7 +473,14 @@ fn FragmentCard(fragment: Fragment, fetched: chrono::DateTime<chrono::Utc>) -> i
             aria-pressed=move || selected().to_string()
             on:click=move |_| {
                 let latest = ws.latest().map(|f| f.id);
+                let was = ws.current().map(|f| f.id);
                 ws.selected.set(if latest == Some(id) { None } else { Some(id) });
+                if was != Some(id) {
+                    ws.show.dispatch(ShowVersion {
+                        project_id: ws.project_id.to_string(),
+                        fragment_id: id.to_string(),
+                    });
+                }
                 if ws.pane.get_untracked() == Pane::Chat {
                     ws.pane.set(Pane::Preview);
                     ws.unseen_version.set(false);

@@ -248,6 +248,32 @@ impl Services {
         Ok(self.sandboxes.preview_state(project_id))
     }
 
+    /// Shows a chosen version of the project in its preview. Refused while a run works on the
+    /// project (the run owns the files until it ends).
+    pub async fn show_version(&self, project_id: &str, fragment_id: &str) -> Result<(), AppError> {
+        let project = self.get_project(project_id).await?;
+        let fragment = self.fragment(fragment_id).await?;
+        let messages = codeflux_db::list_messages(&self.db, project.id)
+            .await
+            .map_err(db_error)?;
+        if !messages.iter().any(|m| m.id == fragment.message_id) {
+            return Err(AppError::not_found(
+                "That version belongs to another project.",
+            ));
+        }
+        if !self.runs.active(project.id).await?.is_empty() {
+            return Err(AppError::conflict(
+                "The agent is working on this project; the preview shows its work until it finishes.",
+            ));
+        }
+        self.sandboxes
+            .show_files(project.id, project.template, &fragment.files)
+            .await
+            .map_err(|e| {
+                AppError::unavailable(format!("The preview could not switch versions: {e}"))
+            })
+    }
+
     /// Whether the database answers (for /healthz).
     pub async fn health(&self) -> Result<(), AppError> {
         codeflux_db::ping(&self.db).await.map_err(db_error)

@@ -104,6 +104,15 @@ pub trait SandboxProvider: Send + Sync {
         files: Option<&BTreeMap<String, String>>,
     ) -> Result<(), SandboxError>;
 
+    /// Makes the running preview show exactly `files` (a chosen version), starting the sandbox
+    /// if needed; packages are installed when package.json differs.
+    async fn show_files(
+        &self,
+        project_id: Uuid,
+        template: Template,
+        files: &BTreeMap<String, String>,
+    ) -> Result<(), SandboxError>;
+
     /// A connection to the project's dev server (for the preview proxy).
     async fn connect_preview(&self, project_id: Uuid) -> std::io::Result<tokio::net::TcpStream>;
 

@@ -371,6 +371,25 @@ impl SandboxProvider for LocalProvider {
         Ok(())
     }
 
+    async fn show_files(
+        &self,
+        project_id: Uuid,
+        template: Template,
+        files: &BTreeMap<String, String>,
+    ) -> Result<(), SandboxError> {
+        let (rt, created) = self.runtime(project_id, template, Some(files)).await?;
+        if !created {
+            let files = files.clone();
+            rt.blocking(move |ws| ws.replace_sources(&files)).await?;
+            if let Err(why) = rt.install_if_needed().await {
+                return Err(SandboxError::Setup(why));
+            }
+        }
+        rt.touch();
+        rt.ensure_dev_server();
+        Ok(())
+    }
+
     async fn connect_preview(&self, project_id: Uuid) -> std::io::Result<TcpStream> {
         let rt = self
             .existing(project_id)
@@ -620,6 +639,7 @@ impl Runtime {
         if pkg.is_empty() || pkg == stamp {
             return Ok(());
         }
+        let before = self.dev.lock().map(|d| d.phase.clone()).unwrap_or_default();
         self.set_phase(Phase::Installing);
         let r = process::run_shell(
             &self.dir,
@@ -648,6 +668,7 @@ impl Runtime {
             ));
         }
         let _ = self.workspace.write(INSTALLED_STAMP, &pkg);
+        self.set_phase(before);
         Ok(())
     }
 }
