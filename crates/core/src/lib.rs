@@ -253,10 +253,10 @@ impl Services {
     pub async fn show_version(&self, project_id: &str, fragment_id: &str) -> Result<(), AppError> {
         let project = self.get_project(project_id).await?;
         let fragment = self.fragment(fragment_id).await?;
-        let messages = codeflux_db::list_messages(&self.db, project.id)
+        let owner = codeflux_db::fragment_project(&self.db, fragment.id)
             .await
             .map_err(db_error)?;
-        if !messages.iter().any(|m| m.id == fragment.message_id) {
+        if owner != Some(project.id) {
             return Err(AppError::not_found(
                 "That version belongs to another project.",
             ));

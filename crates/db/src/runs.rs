@@ -239,3 +239,15 @@ pub async fn find_fragment(db: &Db, id: Uuid) -> Result<Option<Fragment>, DbErro
         .map(crate::repo::fragment_dto)
         .transpose()
 }
+
+/// The project a fragment belongs to (through its message).
+pub async fn fragment_project(db: &Db, fragment_id: Uuid) -> Result<Option<Uuid>, DbError> {
+    let row: Option<Uuid> = fragment::Entity::find_by_id(fragment_id)
+        .inner_join(message::Entity)
+        .select_only()
+        .column(message::Column::ProjectId)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row)
+}

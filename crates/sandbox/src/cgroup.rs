@@ -147,30 +147,8 @@ impl ProjectCgroup {
 
     /// Kills every process in the groups and removes them.
     pub async fn kill_and_remove(&self) {
-        for _ in 0..50 {
-            if self.v2
-                && let Some(d) = self.dirs.first()
-            {
-                let _ = std::fs::write(d.join("cgroup.kill"), "1");
-            }
-            let mut any = false;
-            for procs in &self.procs {
-                let list = std::fs::read_to_string(procs).unwrap_or_default();
-                for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    any = true;
-                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                    }
-                }
-            }
-            if !any {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for d in &self.dirs {
-            let _ = std::fs::remove_dir(d);
-        }
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.kill_and_remove_blocking()).await;
     }
 
     /// The processes in the project's group.
@@ -197,9 +175,14 @@ impl ProjectCgroup {
             * 1024
     }
 
-    /// [`ProjectCgroup::kill_and_remove`] for contexts that cannot wait asynchronously (Drop).
+    /// Kills every process in the groups and removes them, blocking (also used from Drop).
     pub fn kill_and_remove_blocking(&self) {
         for _ in 0..50 {
+            if self.v2
+                && let Some(d) = self.dirs.first()
+            {
+                let _ = std::fs::write(d.join("cgroup.kill"), "1");
+            }
             let mut any = false;
             for procs in &self.procs {
                 let list = std::fs::read_to_string(procs).unwrap_or_default();

@@ -241,7 +241,7 @@ impl Workspace {
 
     fn chown(&self, fd: &impl AsFd, rel: &str) -> Result<(), FileError> {
         if let Some((uid, gid)) = self.owner {
-            // SAFETY-free: rustix wraps the raw ids; they are plain numbers chosen by the server.
+            // The ids are the project's uid/gid, chosen by the server.
             let (u, g) = (
                 rustix::process::Uid::from_raw(uid),
                 rustix::process::Gid::from_raw(gid),
