@@ -195,3 +195,19 @@ pub async fn show_version(
 ) -> Result<(), ApiError> {
     Ok(services()?.show_version(&project_id, &fragment_id).await?)
 }
+
+/// What deleting a project did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// Deletes a project: its runs are stopped, its sandbox and disk removed, its conversation
+/// and versions deleted.
+#[server(endpoint = "projects/delete")]
+pub async fn delete_project(#[server(default)] id: String) -> Result<Deleted, ApiError> {
+    services()?.delete_project(&id).await?;
+    redirect_plain_form("/");
+    Ok(Deleted { id, deleted: true })
+}

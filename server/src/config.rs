@@ -101,13 +101,44 @@ pub struct Config {
     #[arg(long, env = "CODEFLUX_SANDBOX_MEMORY_MB", default_value_t = 2048)]
     pub sandbox_memory_mb: u64,
 
+    /// Size of one project's disk (its workspace, installed packages, npm cache and /tmp
+    /// together), in MiB. Writing past it fails inside the sandbox with "No space left on device".
+    #[arg(long, env = "CODEFLUX_SANDBOX_DISK_MB", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    pub sandbox_disk_mb: u64,
+
+    /// CPU time one project's processes may use, in CPUs (0.5 = half a core).
+    #[arg(long, env = "CODEFLUX_SANDBOX_CPUS", default_value_t = 1.0, value_parser = parse_cpus)]
+    pub sandbox_cpus: f64,
+
+    /// Live sandboxes at most (default: the machine's memory less 2 GiB, divided by
+    /// CODEFLUX_SANDBOX_MEMORY_MB). Past it the least recently used idle one is stopped; if none
+    /// is idle, a preview answers 503 (busy) with Retry-After.
+    #[arg(long, env = "CODEFLUX_MAX_SANDBOXES", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_sandboxes: Option<u64>,
+
     /// Seconds without preview traffic or runs after which a project's dev server stops.
-    #[arg(long, env = "CODEFLUX_PREVIEW_IDLE_SECS", default_value_t = 900)]
+    #[arg(long, env = "CODEFLUX_PREVIEW_IDLE_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(5..))]
     pub preview_idle_secs: u64,
 
     /// More hosts sandboxes may reach on port 443 (comma-separated), besides the npm registry.
     #[arg(long, env = "CODEFLUX_EGRESS_HOSTS", value_delimiter = ',')]
     pub egress_hosts: Vec<String>,
+}
+
+/// A CPU share: a positive number of CPUs, at most the machine's.
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a number of CPUs (like 1 or 0.5)"))?;
+    let max = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    if !(v.is_finite() && v >= 0.05) {
+        return Err(format!("{v} CPUs is too little (at least 0.05)"));
+    }
+    if v > max {
+        return Err(format!("{v} CPUs is more than this machine has ({max})"));
+    }
+    Ok(v)
 }
 
 impl Config {
@@ -126,7 +157,13 @@ impl Config {
             c.template_cache = std::path::absolute(cache)?;
         }
         c.memory_bytes = self.sandbox_memory_mb.max(256) * 1024 * 1024;
-        c.idle_stop = std::time::Duration::from_secs(self.preview_idle_secs.max(30));
+        c.disk_bytes = self.sandbox_disk_mb * 1024 * 1024;
+        c.cpus = self.sandbox_cpus;
+        c.max_sandboxes = match self.max_sandboxes {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => codeflux_core::sandbox::local::default_max_sandboxes(c.memory_bytes),
+        };
+        c.idle_stop = std::time::Duration::from_secs(self.preview_idle_secs);
         c.egress_hosts.extend(
             self.egress_hosts
                 .iter()

@@ -53,16 +53,18 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
     }
 }
 
-fn page(status: StatusCode, title: &str, text: &str, refresh: bool) -> Response {
+/// A small page of our own on the preview host. With `retry`, the page reloads itself after
+/// that many seconds and a 503 says `Retry-After`.
+fn page(status: StatusCode, title: &str, text: &str, retry: Option<u32>) -> Response {
+    let refresh = retry.is_some();
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
-    let meta = if refresh {
-        r#"<meta http-equiv="refresh" content="2">"#
-    } else {
-        ""
+    let meta = match retry {
+        Some(secs) => format!(r#"<meta http-equiv="refresh" content="{secs}">"#),
+        None => String::new(),
     };
     let body = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">{meta}<title>{t}</title>
@@ -84,9 +86,13 @@ fn page(status: StatusCode, title: &str, text: &str, refresh: bool) -> Response 
         .into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if refresh {
+    if let Some(secs) = retry {
         res.headers_mut()
             .insert("x-codeflux-preview", HeaderValue::from_static("starting"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
     }
     res
 }
@@ -109,14 +115,14 @@ async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
         let status = match services.preview(project).await {
             Ok(s) => s,
             Err(e) if e.kind == codeflux_core::ErrorKind::NotFound => {
-                return page(StatusCode::NOT_FOUND, "No such project", &e.message, false);
+                return page(StatusCode::NOT_FOUND, "No such project", &e.message, None);
             }
             Err(e) => {
                 return page(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The preview could not start",
                     &e.message,
-                    false,
+                    Some(5),
                 );
             }
         };
@@ -124,10 +130,18 @@ async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
             PreviewState::Ready => break,
             PreviewState::Failed(why) => {
                 return page(
-                    StatusCode::BAD_GATEWAY,
-                    "The preview could not start",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The preview stopped",
                     &why,
-                    false,
+                    Some(5),
+                );
+            }
+            PreviewState::Busy(why) => {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is busy",
+                    &why,
+                    Some(5),
                 );
             }
             PreviewState::Starting(what) if started.elapsed() >= patience => {
@@ -135,7 +149,7 @@ async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Starting the preview…",
                     &what,
-                    true,
+                    Some(2),
                 );
             }
             PreviewState::Starting(_) | PreviewState::Stopped => {
@@ -151,7 +165,7 @@ async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Starting the preview…",
                 &format!("The dev server is not reachable yet ({e})."),
-                true,
+                Some(2),
             );
         }
     };
@@ -160,15 +174,17 @@ async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
         Ok(pair) => pair,
         Err(e) => {
             return page(
-                StatusCode::BAD_GATEWAY,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "The preview did not answer",
-                &e.to_string(),
-                false,
+                &format!("The dev server closed the connection ({e}); it may be restarting."),
+                Some(2),
             );
         }
     };
     tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%project, "preview connection ended: {e}");
+        }
     });
 
     let wants_upgrade = req.headers().contains_key(header::UPGRADE);
@@ -191,10 +207,10 @@ async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             return page(
-                StatusCode::BAD_GATEWAY,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "The preview did not answer",
-                &e.to_string(),
-                false,
+                &format!("The dev server closed the connection ({e}); it may be restarting."),
+                Some(2),
             );
         }
     };

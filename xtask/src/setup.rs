@@ -22,6 +22,9 @@ const APT_PACKAGES: &[&str] = &[
     "bubblewrap",      // sandboxes for the agent's commands
     "iproute2",        // `ip`: loopback in each project's network namespace
     "util-linux",      // unshare, nsenter, setpriv, prlimit
+    "mount",           // mount/umount: project disks (loop) and workspace overlays
+    "e2fsprogs",       // mkfs.ext4: each project's disk image
+    "perl-base",       // the sandbox tests' syscall probes (essential in Debian, checked anyway)
 ];
 
 pub fn ensure(paths: &Paths) -> Result<()> {

@@ -173,6 +173,31 @@ impl Services {
         self.runs.cancel(project.id).await
     }
 
+    /// Deletes a project: stops its runs, removes its sandbox (disk included), then its rows
+    /// (conversation, versions, runs, events).
+    pub async fn delete_project(&self, project_id: &str) -> Result<(), AppError> {
+        let project = self.get_project(project_id).await?;
+        self.runs.cancel(project.id).await?;
+        let t0 = std::time::Instant::now();
+        while !self.runs.active(project.id).await?.is_empty() {
+            if t0.elapsed() > std::time::Duration::from_secs(30) {
+                return Err(AppError::conflict(
+                    "The project's run is still stopping; try again in a moment.",
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.sandboxes.delete(project.id).await.map_err(|e| {
+            tracing::error!(project = %project.id, "removing the sandbox: {e}");
+            AppError::internal("The project's sandbox could not be removed.")
+        })?;
+        codeflux_db::delete_project(&self.db, project.id)
+            .await
+            .map_err(db_error)?;
+        tracing::info!(project = %project.id, "project deleted");
+        Ok(())
+    }
+
     /// The project's queued and running runs.
     pub async fn active_runs(&self, project_id: &str) -> Result<Vec<Run>, AppError> {
         let project = self.get_project(project_id).await?;
@@ -222,10 +247,10 @@ impl Services {
     }
 
     /// Makes sure the project's preview runs (reviving it from the latest version if it was
-    /// stopped) and says where it stands.
+    /// stopped, restarting its dev server if it had stopped) and says where it stands.
     pub async fn preview(&self, project_id: uuid::Uuid) -> Result<PreviewState, AppError> {
         let state = self.sandboxes.preview_state(project_id);
-        if state != PreviewState::Stopped {
+        if !matches!(state, PreviewState::Stopped | PreviewState::Failed(_)) {
             return Ok(state);
         }
         let project = codeflux_db::find_project(&self.db, project_id)
@@ -237,15 +262,21 @@ impl Services {
         let latest = codeflux_db::latest_fragment(&self.db, project_id)
             .await
             .map_err(db_error)?;
-        self.sandboxes
+        match self
+            .sandboxes
             .start_preview(
                 project.id,
                 project.template,
                 latest.as_ref().map(|f| &f.files),
             )
             .await
-            .map_err(|e| AppError::unavailable(format!("The preview could not start: {e}")))?;
-        Ok(self.sandboxes.preview_state(project_id))
+        {
+            Ok(()) => Ok(self.sandboxes.preview_state(project_id)),
+            Err(codeflux_sandbox::SandboxError::Busy(why)) => Ok(PreviewState::Busy(why)),
+            Err(e) => Err(AppError::unavailable(format!(
+                "The preview could not start: {e}"
+            ))),
+        }
     }
 
     /// Shows a chosen version of the project in its preview. Refused while a run works on the

@@ -84,6 +84,13 @@ pub async fn find_project(db: &Db, id: Uuid) -> Result<Option<Project>, DbError>
         .transpose()
 }
 
+/// Deletes a project with everything of it (messages, fragments, runs, events: the foreign
+/// keys cascade). Whether it existed.
+pub async fn delete_project(db: &Db, id: Uuid) -> Result<bool, DbError> {
+    let r = project::Entity::delete_by_id(id).exec(db).await?;
+    Ok(r.rows_affected > 0)
+}
+
 /// A project's messages, oldest first, each with its fragment if it has one.
 pub async fn list_messages(db: &Db, project_id: Uuid) -> Result<Vec<Message>, DbError> {
     message::Entity::find()

@@ -3,20 +3,31 @@
 //! - [`Sandbox`]: what the agent can do in a project's sandbox (files, commands, preview).
 //! - [`SandboxProvider`]: opens a project's sandbox, from its template or its latest files.
 //! - [`workspace`]: host-side file operations that never leave the workspace (openat2).
-//! - [`local`]: the backend on the server's own machine (bubblewrap, one uid per project).
+//! - [`local`]: the backend on the server's own machine (bubblewrap, one uid per project,
+//!   a disk image per project, seccomp, cgroups).
 
 pub mod cgroup;
+pub mod disk;
+pub mod fsutil;
 pub mod local;
+pub mod logring;
+pub mod mountns;
 pub mod net;
+mod output;
 mod process;
+pub mod seccomp;
 pub mod template;
 pub mod workspace;
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use codeflux_protocol::Template;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -35,6 +46,12 @@ pub enum SandboxError {
     /// The sandbox could not be prepared (template, workspace, limits).
     #[error("could not prepare the sandbox: {0}")]
     Setup(String),
+    /// As many sandboxes run as the server may run, and none can be stopped for this one.
+    #[error("{0}")]
+    Busy(String),
+    /// The sandbox was stopped while this was under way.
+    #[error("the sandbox was stopped")]
+    Stopped,
 }
 
 /// What the agent can do inside one project's sandbox.
@@ -69,8 +86,68 @@ pub enum PreviewState {
     Starting(String),
     /// The dev server answers.
     Ready,
-    /// It could not start; the text says why.
+    /// It could not start or keeps stopping; the text says why (its last output). The next
+    /// request tries again once a short back-off has passed.
     Failed(String),
+    /// The server runs as many sandboxes as it may and none is idle; try again later.
+    Busy(String),
+}
+
+/// A connection to a project's dev server. While it is open the sandbox counts as in use (it
+/// is not stopped to make room for another).
+pub struct PreviewConn {
+    stream: TcpStream,
+    _in_use: Option<Box<dyn Send + Sync>>,
+}
+
+impl PreviewConn {
+    /// `in_use` is dropped with the connection.
+    pub fn new(stream: TcpStream, in_use: Option<Box<dyn Send + Sync>>) -> Self {
+        Self {
+            stream,
+            _in_use: in_use,
+        }
+    }
+}
+
+impl AsyncRead for PreviewConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PreviewConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }
 
 /// Opens project sandboxes.
@@ -89,6 +166,10 @@ pub trait SandboxProvider: Send + Sync {
     /// Stops everything the project's sandbox runs.
     async fn stop(&self, project_id: Uuid);
 
+    /// Stops the project's sandbox and removes everything of it (its disk); the project is
+    /// being deleted.
+    async fn delete(&self, project_id: Uuid) -> Result<(), SandboxError>;
+
     /// The preview address of a project (also when its sandbox is not running).
     fn preview_url(&self, project_id: Uuid) -> String;
 
@@ -96,7 +177,8 @@ pub trait SandboxProvider: Send + Sync {
     fn preview_state(&self, project_id: Uuid) -> PreviewState;
 
     /// Makes the preview run: the sandbox (revived from `files` when it is not running) and its
-    /// dev server. Returns once starting is under way.
+    /// dev server (restarted if it stopped and its back-off has passed). Returns once starting
+    /// is under way; `Busy` when no sandbox may start now.
     async fn start_preview(
         &self,
         project_id: Uuid,
@@ -114,7 +196,7 @@ pub trait SandboxProvider: Send + Sync {
     ) -> Result<(), SandboxError>;
 
     /// A connection to the project's dev server (for the preview proxy).
-    async fn connect_preview(&self, project_id: Uuid) -> std::io::Result<tokio::net::TcpStream>;
+    async fn connect_preview(&self, project_id: Uuid) -> std::io::Result<PreviewConn>;
 
     /// The dev server's recent output.
     fn dev_server_log(&self, project_id: Uuid) -> Vec<String>;

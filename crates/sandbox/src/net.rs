@@ -27,11 +27,18 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_TUNNELS: usize = 64;
 const TUNNEL_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
-/// A project's network namespace, alive while this value is.
+/// A project's network namespace, alive while this value is (its holder process is killed
+/// when it is dropped).
 pub struct NetNs {
     holder: Child,
-    fd: Arc<OwnedFd>,
+    handle: NetNsHandle,
     pid: u32,
+}
+
+/// A way into a namespace: opens sockets inside it (cheap to clone).
+#[derive(Clone)]
+pub struct NetNsHandle {
+    fd: Arc<OwnedFd>,
 }
 
 impl NetNs {
@@ -87,7 +94,9 @@ impl NetNs {
             .map_err(|e| SandboxError::Setup(format!("opening the network namespace: {e}")))?;
         Ok(NetNs {
             holder,
-            fd: Arc::new(OwnedFd::from(file)),
+            handle: NetNsHandle {
+                fd: Arc::new(OwnedFd::from(file)),
+            },
             pid,
         })
     }
@@ -102,6 +111,23 @@ impl NetNs {
         matches!(self.holder.try_wait(), Ok(None))
     }
 
+    /// A handle that opens sockets inside the namespace.
+    pub fn handle(&self) -> NetNsHandle {
+        self.handle.clone()
+    }
+
+    /// A connection to `127.0.0.1:port` inside the namespace.
+    pub async fn connect(&self, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
+        self.handle.connect(port, timeout).await
+    }
+
+    /// A listening socket on `127.0.0.1:port` inside the namespace.
+    pub async fn listen(&self, port: u16) -> std::io::Result<TcpListener> {
+        self.handle.listen(port).await
+    }
+}
+
+impl NetNsHandle {
     /// Runs `f` on a thread of its own that has entered the namespace.
     async fn inside<T: Send + 'static>(
         &self,

@@ -1,11 +1,18 @@
-//! Templates: prepared once per machine (sources + `npm ci`), cloned per project cheaply.
+//! Templates: prepared once per machine (`npm ci`), shared read-only by every project.
 //!
-//! A prepared template lives in the cache as `<name>-<hash of its sources>`, its installed
-//! files read-only and owned by root. A project's clone gets private copies of the sources and
-//! of `node_modules`' dot entries (`.package-lock.json`, `.bin`, `.vite`, ...), and hard links
-//! for every package file: 0.3 s and a few MB instead of 160-440 MB per project. A package
-//! update in one project replaces files (new inodes) and never changes the template or
-//! another project; an in-place write to a linked file fails (read-only) instead.
+//! A prepared template lives in the cache as `<name>-<hash of its sources and layout>/` with
+//! `lower/node_modules`: the installed packages, the lower layer of every project's workspace
+//! overlay ([`crate::disk`]). The overlay shows them to each project as its own and takes the
+//! project's changes into the project's disk; the prepared copy is never written after it is
+//! made. Its files are world-writable (0666/0777) so that, through the overlay, a project's
+//! unprivileged uid can update or remove any package (the writes land in its upper layer);
+//! the cache directory itself is root's, 0700, so no one else on the host reaches them.
+//!
+//! The sources are not part of the lower layer: the server writes them into each workspace
+//! (from the template, or from the project's latest version), so they belong to the project.
+//!
+//! `npm ci` runs with a cleared environment (PATH, HOME for npm's own settings, CA paths): the
+//! server's secrets never reach package scripts.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -15,11 +22,11 @@ use codeflux_protocol::Template;
 use sha2::{Digest, Sha256};
 
 use crate::SandboxError;
-use crate::workspace::{SKIP_DIRS, Workspace};
+use crate::workspace::SKIP_DIRS;
 
 const STAMP: &str = ".codeflux-prepared";
-/// A stamp in a clone: the package.json its node_modules were installed for.
-pub const INSTALLED_STAMP: &str = "node_modules/.codeflux-installed";
+/// Changes whenever the prepared layout changes (part of the directory name).
+const LAYOUT: &str = "overlay-lower-v1";
 
 fn setup(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Setup(e.to_string())
@@ -55,10 +62,26 @@ impl TemplateStore {
         Ok(out)
     }
 
+    /// The template's sources as text (what a new project's workspace starts with).
+    pub fn source_texts(
+        &self,
+        template: Template,
+    ) -> Result<BTreeMap<String, String>, SandboxError> {
+        self.source_files(template)?
+            .into_iter()
+            .map(|(p, b)| {
+                String::from_utf8(b)
+                    .map(|t| (p.clone(), t))
+                    .map_err(|_| setup(format!("template file {p} is not UTF-8 text")))
+            })
+            .collect()
+    }
+
     /// Where the prepared copy of the current sources lives.
     pub fn prepared_dir(&self, template: Template) -> Result<PathBuf, SandboxError> {
         let files = self.source_files(template)?;
         let mut h = Sha256::new();
+        h.update(LAYOUT.as_bytes());
         for (path, bytes) in &files {
             h.update(path.as_bytes());
             h.update([0]);
@@ -72,6 +95,11 @@ impl TemplateStore {
             .map(|b| format!("{b:02x}"))
             .collect();
         Ok(self.cache.join(format!("{}-{hex}", template.as_str())))
+    }
+
+    /// The overlay's lower layer of a prepared template (contains `node_modules`).
+    pub fn lower_dir(&self, template: Template) -> Result<PathBuf, SandboxError> {
+        Ok(self.prepared_dir(template)?.join("lower"))
     }
 
     /// Whether the template is prepared.
@@ -89,6 +117,8 @@ impl TemplateStore {
             return Ok(dir);
         }
         std::fs::create_dir_all(&self.cache).map_err(setup)?;
+        rustix::fs::chmod(&self.cache, rustix::fs::Mode::from_raw_mode(0o700))
+            .map_err(|e| setup(format!("chmod {}: {e}", self.cache.display())))?;
         let tmp = self.cache.join(format!(
             ".{}-tmp-{}",
             dir.file_name()
@@ -97,32 +127,22 @@ impl TemplateStore {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(setup)?;
+        let build = tmp.join("build");
+        std::fs::create_dir_all(&build).map_err(setup)?;
         for (path, bytes) in self.source_files(template)? {
-            let dest = tmp.join(&path);
+            let dest = build.join(&path);
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent).map_err(setup)?;
             }
             std::fs::write(&dest, bytes).map_err(setup)?;
         }
         let started = std::time::Instant::now();
-        let out = std::process::Command::new("npm")
-            .args([
-                "ci",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefer-offline",
-            ])
-            .current_dir(&tmp)
-            .env("NEXT_TELEMETRY_DISABLED", "1")
-            .output()
-            .map_err(|e| {
-                setup(format!(
-                    "running npm ci for the {} template: {e}",
-                    template.as_str()
-                ))
-            })?;
+        let out = npm_ci(&build).map_err(|e| {
+            setup(format!(
+                "running npm ci for the {} template: {e}",
+                template.as_str()
+            ))
+        })?;
         if !out.status.success() {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(setup(format!(
@@ -139,7 +159,11 @@ impl TemplateStore {
             secs = started.elapsed().as_secs_f32(),
             "template prepared"
         );
-        make_read_only(&tmp.join("node_modules"))?;
+        let lower = tmp.join("lower");
+        std::fs::create_dir_all(&lower).map_err(setup)?;
+        std::fs::rename(build.join("node_modules"), lower.join("node_modules")).map_err(setup)?;
+        std::fs::remove_dir_all(&build).map_err(setup)?;
+        open_up(&lower.join("node_modules"))?;
         std::fs::write(tmp.join(STAMP), "").map_err(setup)?;
         match std::fs::rename(&tmp, &dir) {
             Ok(()) => {}
@@ -150,36 +174,39 @@ impl TemplateStore {
         }
         Ok(dir)
     }
+}
 
-    /// Fills an empty workspace from the prepared template. Blocking.
-    pub fn clone_into(
-        &self,
-        template: Template,
-        ws: &Workspace,
-        owner: Option<(u32, u32)>,
-    ) -> Result<(), SandboxError> {
-        let prepared = self.prepare(template)?;
-        for (path, bytes) in self.source_files(template)? {
-            ws.write_bytes(&path, &bytes)?;
+/// `npm ci` with a cleared environment: only what npm needs to find its settings, the
+/// registry's CA and its cache.
+fn npm_ci(dir: &Path) -> std::io::Result<std::process::Output> {
+    let mut cmd = std::process::Command::new("npm");
+    cmd.args([
+        "ci",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        "--prefer-offline",
+    ])
+    .current_dir(dir)
+    .env_clear()
+    .env("NEXT_TELEMETRY_DISABLED", "1")
+    .env("CI", "1");
+    for key in [
+        "PATH",
+        "HOME",
+        "LANG",
+        "NODE_EXTRA_CA_CERTS",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ] {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
         }
-        let src = prepared.join("node_modules");
-        let dst = ws.root().join("node_modules");
-        std::fs::create_dir_all(&dst).map_err(setup)?;
-        chown(&dst, owner)?;
-        for entry in std::fs::read_dir(&src).map_err(setup)? {
-            let entry = entry.map_err(setup)?;
-            let name = entry.file_name();
-            let to = dst.join(&name);
-            if name.to_string_lossy().starts_with('.') {
-                copy_private(&entry.path(), &to, owner)?;
-            } else {
-                link_tree(&entry.path(), &to, owner)?;
-            }
-        }
-        let pkg = ws.read("package.json").unwrap_or_default();
-        ws.write(INSTALLED_STAMP, &pkg)?;
-        Ok(())
     }
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    }
+    cmd.output()
 }
 
 fn collect(
@@ -212,85 +239,24 @@ fn collect(
     Ok(())
 }
 
-fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), SandboxError> {
-    if let Some((u, g)) = owner {
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            path,
-            Some(rustix::process::Uid::from_raw(u)),
-            Some(rustix::process::Gid::from_raw(g)),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| setup(format!("chown {}: {e}", path.display())))?;
-    }
-    Ok(())
-}
-
-/// Files read-only (directories stay writable for root only): an in-place write through a
-/// hard link then fails instead of changing the template.
-fn make_read_only(dir: &Path) -> Result<(), SandboxError> {
+/// Directories 0777, files 0666 (0777 when executable): through the overlay every project may
+/// change any package; its changes land in its own upper layer, never here. (This tree is
+/// root's and only reachable through the 0700 cache directory.)
+fn open_up(dir: &Path) -> Result<(), SandboxError> {
+    rustix::fs::chmod(dir, rustix::fs::Mode::from_raw_mode(0o777)).map_err(setup)?;
     for entry in std::fs::read_dir(dir).map_err(setup)? {
         let entry = entry.map_err(setup)?;
         let ft = entry.file_type().map_err(setup)?;
         let path = entry.path();
         if ft.is_dir() {
-            make_read_only(&path)?;
+            open_up(&path)?;
         } else if ft.is_file() {
-            let mode = entry.metadata().map_err(setup)?.mode_bits() & 0o555;
-            rustix::fs::chmod(&path, rustix::fs::Mode::from_raw_mode(mode)).map_err(setup)?;
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &entry.metadata().map_err(setup)?.permissions(),
+            );
+            let new = if mode & 0o111 != 0 { 0o777 } else { 0o666 };
+            rustix::fs::chmod(&path, rustix::fs::Mode::from_raw_mode(new)).map_err(setup)?;
         }
     }
     Ok(())
-}
-
-trait ModeBits {
-    fn mode_bits(&self) -> u32;
-}
-
-impl ModeBits for std::fs::Metadata {
-    fn mode_bits(&self) -> u32 {
-        std::os::unix::fs::PermissionsExt::mode(&self.permissions())
-    }
-}
-
-/// Directories recreated (owned by the project), files hard-linked, symlinks recreated.
-fn link_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), SandboxError> {
-    let ft = std::fs::symlink_metadata(from).map_err(setup)?.file_type();
-    if ft.is_symlink() {
-        let target = std::fs::read_link(from).map_err(setup)?;
-        std::os::unix::fs::symlink(&target, to).map_err(setup)?;
-        return chown(to, owner);
-    }
-    if ft.is_file() {
-        return std::fs::hard_link(from, to)
-            .map_err(|e| setup(format!("linking {}: {e}", from.display())));
-    }
-    std::fs::create_dir_all(to).map_err(setup)?;
-    chown(to, owner)?;
-    for entry in std::fs::read_dir(from).map_err(setup)? {
-        let entry = entry.map_err(setup)?;
-        link_tree(&entry.path(), &to.join(entry.file_name()), owner)?;
-    }
-    Ok(())
-}
-
-/// A private, writable copy owned by the project.
-fn copy_private(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), SandboxError> {
-    let meta = std::fs::symlink_metadata(from).map_err(setup)?;
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        let target = std::fs::read_link(from).map_err(setup)?;
-        std::os::unix::fs::symlink(&target, to).map_err(setup)?;
-    } else if ft.is_file() {
-        std::fs::copy(from, to).map_err(setup)?;
-        let mode = meta.mode_bits() | 0o200;
-        rustix::fs::chmod(to, rustix::fs::Mode::from_raw_mode(mode)).map_err(setup)?;
-    } else if ft.is_dir() {
-        std::fs::create_dir_all(to).map_err(setup)?;
-        for entry in std::fs::read_dir(from).map_err(setup)? {
-            let entry = entry.map_err(setup)?;
-            copy_private(&entry.path(), &to.join(entry.file_name()), owner)?;
-        }
-    }
-    chown(to, owner)
 }

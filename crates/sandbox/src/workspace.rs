@@ -206,7 +206,8 @@ impl Workspace {
     }
 
     /// Opens (creating as needed) the parent directories of `rel`, never through a symlink.
-    fn parent_dir(&self, rel: &str) -> Result<(OwnedFd, String), FileError> {
+    /// With `repair`, a component that is not a directory (a link, a file) is replaced by one.
+    fn parent_dir(&self, rel: &str, repair: bool) -> Result<(OwnedFd, String), FileError> {
         let (parents, name) = match rel.rsplit_once('/') {
             Some((p, n)) => (p, n),
             None => ("", rel),
@@ -224,19 +225,34 @@ impl Workspace {
             };
             dir = match open(&dir) {
                 Ok(d) => d,
-                Err(Errno::NOENT) => {
-                    match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(map_errno(rel, e)),
-                    }
-                    let d = open(&dir).map_err(|e| map_errno(rel, e))?;
-                    self.chown(&d, rel)?;
-                    d
+                Err(Errno::LOOP | Errno::XDEV | Errno::NOTDIR) if repair => {
+                    // A link or a file where the version has a directory: it goes.
+                    rustix::fs::unlinkat(&dir, part, AtFlags::empty())
+                        .map_err(|e| map_errno(rel, e))?;
+                    self.make_dir(&dir, part, rel)?
                 }
+                Err(Errno::NOENT) => self.make_dir(&dir, part, rel)?,
                 Err(e) => return Err(map_errno(rel, e)),
             };
         }
         Ok((dir, name.to_owned()))
+    }
+
+    fn make_dir(&self, parent: &OwnedFd, part: &str, rel: &str) -> Result<OwnedFd, FileError> {
+        match rustix::fs::mkdirat(parent, part, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(map_errno(rel, e)),
+        }
+        let d = rustix::fs::openat2(
+            parent,
+            part,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
+        .map_err(|e| map_errno(rel, e))?;
+        self.chown(&d, rel)?;
+        Ok(d)
     }
 
     fn chown(&self, fd: &impl AsFd, rel: &str) -> Result<(), FileError> {
@@ -259,15 +275,38 @@ impl Workspace {
 
     /// [`Workspace::write`] for any bytes.
     pub fn write_bytes(&self, path: &str, content: &[u8]) -> Result<(), FileError> {
+        self.write_inner(path, content, false)
+    }
+
+    /// Writes a file of a version being restored: whatever stands in its way (a link or a
+    /// file where a directory belongs, a directory, FIFO or socket where the file belongs) is
+    /// removed first, without following anything.
+    pub fn restore_file(&self, path: &str, content: &[u8]) -> Result<(), FileError> {
+        self.write_inner(path, content, true)
+    }
+
+    fn write_inner(&self, path: &str, content: &[u8], repair: bool) -> Result<(), FileError> {
         let rel = clean_path(path)?;
-        let (dir, name) = self.parent_dir(&rel)?;
+        let (dir, name) = self.parent_dir(&rel, repair)?;
         if let Ok(st) = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             let ft = FileType::from_raw_mode(st.st_mode);
             if ft != FileType::RegularFile && ft != FileType::Symlink {
-                return Err(FileError::NotRegular {
-                    path: rel,
-                    what: type_name(ft).to_owned(),
-                });
+                if !repair {
+                    return Err(FileError::NotRegular {
+                        path: rel,
+                        what: type_name(ft).to_owned(),
+                    });
+                }
+                let r = crate::fsutil::remove_tree_at(&dir, &name, 512);
+                if r.left > 0 {
+                    return Err(FileError::Io {
+                        path: rel,
+                        reason: format!(
+                            "{} could not be removed to restore this file",
+                            type_name(ft)
+                        ),
+                    });
+                }
             }
         }
         let tmp = format!(".{name}.codeflux-{}.tmp", std::process::id());
@@ -320,11 +359,16 @@ impl Workspace {
 
     /// Every regular file outside [`SKIP_DIRS`], sorted. Symlinks are listed as nothing.
     pub fn list(&self) -> Result<Vec<String>, FileError> {
-        let mut out = Vec::new();
+        Ok(self.list_with_others()?.0)
+    }
+
+    /// (regular files, other entries: links, FIFOs, sockets, devices), outside [`SKIP_DIRS`].
+    fn list_with_others(&self) -> Result<(Vec<String>, Vec<String>), FileError> {
+        let (mut out, mut others) = (Vec::new(), Vec::new());
         let dir = rustix::io::dup(&self.dir).map_err(|e| map_errno(".", e))?;
-        self.walk(dir, String::new(), 0, &mut out)?;
+        self.walk(dir, String::new(), 0, &mut out, &mut others)?;
         out.sort();
-        Ok(out)
+        Ok((out, others))
     }
 
     fn walk(
@@ -333,6 +377,7 @@ impl Workspace {
         prefix: String,
         depth: usize,
         out: &mut Vec<String>,
+        others: &mut Vec<String>,
     ) -> Result<(), FileError> {
         if depth > 32 || out.len() > 20_000 {
             return Ok(());
@@ -375,9 +420,11 @@ impl Workspace {
                     ) else {
                         continue;
                     };
-                    self.walk(sub, rel, depth + 1, out)?;
+                    self.walk(sub, rel, depth + 1, out, others)?;
                 }
-                _ => {}
+                FileType::RegularFile => {}
+                _ if SKIP_DIRS.contains(&name) => {}
+                _ => others.push(rel),
             }
         }
         Ok(())
@@ -410,16 +457,18 @@ impl Workspace {
     }
 
     /// Makes the workspace's source files exactly `files`: writes each, deletes listed files
-    /// that are not in it. Skipped directories (node_modules, ...) are left alone.
+    /// that are not in it, and every link, FIFO or socket (a version never has one). Skipped
+    /// directories (node_modules, ...) are left alone.
     pub fn replace_sources(&self, files: &BTreeMap<String, String>) -> Result<(), FileError> {
-        for path in self.list()? {
-            if !files.contains_key(&path) {
-                self.delete(&path)?;
+        let (listed, others) = self.list_with_others()?;
+        for path in listed.iter().chain(&others) {
+            if !files.contains_key(path) || others.contains(path) {
+                self.delete(path)?;
             }
         }
         for (path, content) in files {
             if self.read(path).ok().as_deref() != Some(content.as_str()) {
-                self.write(path, content)?;
+                self.restore_file(path, content.as_bytes())?;
             }
         }
         Ok(())

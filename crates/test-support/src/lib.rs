@@ -211,6 +211,18 @@ impl ServerProcess {
         join(&self.log)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server outright (SIGKILL, no clean-up of its own) and waits for it.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        join(&self.log)
+    }
+
     /// Stops the server with SIGTERM semantics where possible and waits for it.
     pub fn stop(mut self) -> Result<String> {
         terminate(&mut self.child);

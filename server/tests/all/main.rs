@@ -6,6 +6,7 @@
 
 mod api;
 mod browser;
+mod hardening;
 mod runs;
 mod sandbox;
 mod support;

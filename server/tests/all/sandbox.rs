@@ -149,8 +149,8 @@ async fn a_stopped_preview_revives_from_the_latest_version() {
     sse_until_end(&srv.base_url, &pid).await;
     let addr = srv.addr().to_owned();
     srv.stop().unwrap();
-    // The workspace is lost too: the preview comes back from the stored fragment.
-    std::fs::remove_dir_all(data.path().join("workspaces").join(&pid)).unwrap();
+    // The project's disk is lost too: the preview comes back from the stored fragment.
+    std::fs::remove_file(data.path().join("sandboxes").join(&pid).join("disk.img")).unwrap();
     let srv = start_with_model(data.path(), &llm, Some(addr));
     let (st, html) = preview_get(&srv.base_url, &pid, "/", "text/html").await;
     assert!(
@@ -164,6 +164,20 @@ async fn a_stopped_preview_revives_from_the_latest_version() {
         "PREVIEW-MARKER-REVIVED",
     )
     .await;
+}
+
+/// The host's own addresses (not loopback), as `ip` lists them.
+fn host_addresses() -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "addr", "show", "scope", "global"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter_map(|a| a.split('/').next())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn node_probe(host: &str, port: u16, tag: &str) -> String {
@@ -188,10 +202,29 @@ async fn escape_attempts_are_blocked() {
             ("LLM_MODEL".into(), "scripted".into()),
             ("CODEFLUX_TEST_HOST_SECRET".into(), srv_env_secret.clone()),
         ],
-        addr: None,
+        // On every address, so that the host's own addresses really lead to the app.
+        addr: Some("[::]:0".into()),
     })
     .unwrap();
     let port: u16 = srv.base_url.rsplit(':').next().unwrap().parse().unwrap();
+    // The host's own addresses that lead to the app from the host (so that the probe means
+    // something); the sandbox must reach none of them.
+    let hosts: Vec<String> = host_addresses()
+        .into_iter()
+        .filter(|h| {
+            let target = if h.contains(':') {
+                format!("[{h}]:{port}")
+            } else {
+                format!("{h}:{port}")
+            };
+            std::net::TcpStream::connect(&target).is_ok()
+        })
+        .collect();
+    assert!(
+        !hosts.is_empty(),
+        "at least one of the host's addresses reaches the app: {:?}",
+        host_addresses()
+    );
 
     // Project B: its dev server is "another sandbox" for A.
     llm.push([
@@ -210,7 +243,11 @@ async fn escape_attempts_are_blocked() {
         "cat /etc/shadow 2>&1 | head -3".to_owned(),
         node_probe("127.0.0.1", 5432, "PG"),
         node_probe("127.0.0.1", port, "APP"),
-        node_probe("192.0.2.2", port, "HOSTIP"),
+        hosts
+            .iter()
+            .map(|h| node_probe(h, port, "HOSTIP"))
+            .collect::<Vec<_>>()
+            .join(" ; "),
         "for p in 3000 5173 5174 8080; do node -e \"fetch('http://127.0.0.1:'+$p+'/src/App.tsx').then(r=>r.text()).then(t=>console.log(t.includes('MARKER-OTHER')?'OTHER-REACHED':'other-no')).catch(()=>console.log('other-closed'))\"; done".to_owned(),
     ]
     .join(" ; ");
@@ -224,7 +261,9 @@ async fn escape_attempts_are_blocked() {
                 {"path": "/tmp/codeflux-escape-abs.txt", "content": "x"},
                 {"path": "rootlink/tmp/codeflux-escape-link.txt", "content": "x"}]})),
         ]),
-        Turn::tool("terminal", json!({"command": "i=0; while [ $i -lt 3000 ]; do sleep 20 & i=$((i+1)); done 2>&1 | tail -2; echo SPAWNED $i"})),
+        // The forking loop in a subshell (sh gives up at the first failed fork); the count
+        // with builtins only, in the sandbox's own PID namespace.
+        Turn::tool("terminal", json!({"command": "(i=0; while [ $i -lt 3000 ]; do sleep 20 & i=$((i+1)); done) 2>/tmp/fork.err; set -- /proc/[0-9]*; echo LIVE=$#; kill -9 -1 2>/dev/null; sleep 1; head -c 300 /tmp/fork.err"})),
         Turn::tool("terminal", json!({"command": "node -e \"const a=[];for(let i=1;i<=40;i++){a.push(Buffer.alloc(256*1024*1024,1));console.log('MB',i*256)}\" 2>&1 | tail -3"})),
         Turn::text("<task_summary>Probed.</task_summary>"),
     ]);
@@ -274,8 +313,8 @@ async fn escape_attempts_are_blocked() {
         "the app unreachable on loopback"
     );
     assert!(
-        !all.contains("HOSTIP-OPEN"),
-        "the app unreachable on the host's address"
+        all.matches("HOSTIP-CLOSED").count() == hosts.len() && !all.contains("HOSTIP-OPEN"),
+        "the app unreachable on the host's addresses {hosts:?}"
     );
     assert!(
         !all.contains("OTHER-REACHED"),
@@ -296,16 +335,28 @@ async fn escape_attempts_are_blocked() {
     assert!(
         !data
             .path()
-            .join("workspaces")
+            .join("sandboxes")
+            .join("escape-rel.txt")
+            .exists()
+    );
+    assert!(
+        !data
+            .path()
+            .join("sandboxes")
+            .join(&pid_a)
             .join("escape-rel.txt")
             .exists()
     );
     let spawned = &results[4];
+    let live: usize = spawned
+        .split("LIVE=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     assert!(
-        spawned.contains("fork")
-            || spawned.contains("Resource")
-            || !spawned.contains("SPAWNED 3000"),
-        "process count limited: {spawned}"
+        (100..=400).contains(&live),
+        "process count limited to the commands' share (384 of 512): {live} live: {spawned}"
     );
     let mem = &results[5];
     let max_mb = mem

@@ -4,6 +4,8 @@
 //! - edit -> preview updated (a file written from the host until the dev server serves it)
 //! - resident memory per live sandbox (processes in its cgroup) and how many fit in 24 GiB
 //! - the context sent to the model over a scripted 10-step agent run (characters, ~tokens)
+//! - hardening: time added per sandboxed command, another preview's latency beside a CPU hog
+//!   (ratio), the server's memory while a dev server floods its output
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -101,7 +103,7 @@ async fn sandbox_figures() -> Result<()> {
             vite_rss = mem;
         }
         println!(
-            "  {:<10} create -> preview ready {:>6.2} s (clone + netns + dev server; of which open {:.2} s)",
+            "  {:<10} create -> preview ready {:>6.2} s (disk + overlay + netns + dev server; of which open {:.2} s)",
             template.as_str(),
             ready.as_secs_f64(),
             opened.as_secs_f64()
@@ -225,6 +227,161 @@ async fn agent_figures() -> Result<()> {
     Ok(())
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or(0.0)
+}
+
+fn own_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Milliseconds to GET `path` from the project's dev server, `n` times.
+async fn latencies(provider: &LocalProvider, project: Uuid, path: &str, n: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        if fetch(provider, project, path).await.is_ok() {
+            out.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    out
+}
+
+async fn hardening_figures() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let base = LocalConfig::new(
+        data.path().to_path_buf(),
+        root().join("sandbox-templates"),
+        3000,
+    )
+    .with_host_npm();
+    println!("hardening (seccomp, disk image, cgroup leaves and CPU quota, bounded logs)");
+
+    // Time added per command: a sandboxed `true` against `sh -c true` on the host.
+    let provider = LocalProvider::new(LocalConfig {
+        dev_servers: false,
+        ..base.clone()
+    })?;
+    let sb = provider
+        .open(Uuid::new_v4(), Template::ViteReact, None)
+        .await?;
+    let opts = codeflux_sandbox::RunOptions::default();
+    let mut sandboxed = Vec::new();
+    for i in 0..33 {
+        let t0 = Instant::now();
+        sb.run("true", &opts, None).await?;
+        if i >= 3 {
+            sandboxed.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let mut host = Vec::new();
+    for _ in 0..30 {
+        let t0 = Instant::now();
+        tokio::process::Command::new("/bin/sh")
+            .args(["-c", "true"])
+            .status()
+            .await?;
+        host.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (m, h) = (median(sandboxed.clone()), median(host));
+    println!(
+        "  a sandboxed command (`true`): median {m:.1} ms, p90 {:.1} ms; `sh -c true` on the host {h:.1} ms: {:.1} ms added",
+        percentile(sandboxed, 0.9),
+        m - h
+    );
+    drop(sb);
+    provider.stop_all().await;
+
+    // Another preview's latency beside a project spinning every core, with the CPU quota and
+    // (for comparison) without any.
+    for cpus in [base.cpus, 0.0] {
+        let provider = LocalProvider::new(LocalConfig {
+            cpus,
+            ..base.clone()
+        })?;
+        let (quiet, busy) = (Uuid::new_v4(), Uuid::new_v4());
+        let _q = provider.open(quiet, Template::ViteReact, None).await?;
+        let b = provider.open(busy, Template::ViteReact, None).await?;
+        for p in [quiet, busy] {
+            wait_for(&provider, p, "/src/App.tsx", "", Duration::from_secs(180)).await?;
+        }
+        latencies(&provider, quiet, "/src/App.tsx", 20).await;
+        let idle = median(latencies(&provider, quiet, "/src/App.tsx", 40).await);
+        let hog = tokio::spawn(async move {
+            b.run(
+                "for i in $(seq 16); do setsid timeout 25 sh -c 'while :; do :; done' & done; wait",
+                &codeflux_sandbox::RunOptions::default(),
+                None,
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let loaded = median(latencies(&provider, quiet, "/src/App.tsx", 40).await);
+        let quota = if cpus > 0.0 {
+            format!("CODEFLUX_SANDBOX_CPUS={cpus}")
+        } else {
+            "no CPU quota, cgroup weight only".to_owned()
+        };
+        println!(
+            "  another preview beside a CPU hog (16 spinners, {quota}): median {idle:.1} ms idle, {loaded:.1} ms beside the hog: ratio {:.2}",
+            loaded / idle.max(0.001)
+        );
+        hog.abort();
+        provider.stop_all().await;
+    }
+
+    // The server's memory while a dev server prints without end (and without newlines).
+    let provider = LocalProvider::new(base.clone())?;
+    let id = Uuid::new_v4();
+    let store = codeflux_sandbox::template::TemplateStore::new(
+        base.templates_dir.clone(),
+        base.template_cache.clone(),
+    );
+    let mut files = store.source_texts(Template::ViteReact)?;
+    let cfg = files.get("vite.config.ts").cloned().unwrap_or_default();
+    files.insert(
+        "vite.config.ts".into(),
+        format!("setInterval(() => process.stdout.write('x'.repeat(65536)), 1);\n{cfg}"),
+    );
+    let _f = provider.open(id, Template::ViteReact, Some(&files)).await?;
+    let t0 = Instant::now();
+    while provider.dev_server_log_bytes(id).1 < 4 << 20 {
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("the flood did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (rss0, read0) = (own_rss_mb(), provider.dev_server_log_bytes(id).1);
+    let mut peak = rss0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(own_rss_mb());
+    }
+    let (kept, read1) = provider.dev_server_log_bytes(id);
+    println!(
+        "  a dev server flooding one endless line: {:.0} MB read in 10 s, {kept} bytes kept; this process {rss0:.0} MB -> peak {peak:.0} MB",
+        (read1 - read0) as f64 / 1048576.0
+    );
+    provider.stop_all().await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let which: Vec<String> = std::env::args().skip(1).collect();
@@ -234,6 +391,9 @@ async fn main() -> Result<()> {
     }
     if all || which.iter().any(|w| w == "sandbox") {
         sandbox_figures().await.context("sandbox figures")?;
+    }
+    if all || which.iter().any(|w| w == "hardening") {
+        hardening_figures().await.context("hardening figures")?;
     }
     Ok(())
 }
