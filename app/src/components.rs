@@ -179,9 +179,40 @@ pub fn TopBar(children: Children) -> impl IntoView {
                 {children()}
                 <div class="ml-auto flex items-center gap-1">
                     <ThemeToggle />
+                    <AccountLink />
                 </div>
             </div>
         </header>
+    }
+}
+
+/// The signed-in account's initial, linking to the settings (nothing when signed out or with
+/// accounts off).
+#[component]
+pub fn AccountLink() -> impl IntoView {
+    let account = Resource::new(|| (), |_| async { crate::api::me().await });
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                account.await.ok().filter(|a| a.auth).map(|a| {
+                    let email = a.email.unwrap_or_default();
+                    let initial = email.chars().next().unwrap_or('?').to_uppercase().to_string();
+                    view! {
+                        <a
+                            href="/settings"
+                            data-testid="account-link"
+                            class="inline-flex h-11 w-11 items-center justify-center rounded-full focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500"
+                            aria-label=format!("Account settings ({email})")
+                            title=format!("Settings ({email})")
+                        >
+                            <span class="inline-flex h-8 w-8 items-center justify-center rounded-full bg-indigo-100 text-sm font-semibold text-indigo-700 dark:bg-indigo-950 dark:text-indigo-300">
+                                {initial}
+                            </span>
+                        </a>
+                    }
+                })
+            })}
+        </Suspense>
     }
 }
 

@@ -20,7 +20,31 @@ use leptos_router::{
     path,
 };
 
-use crate::pages::{home::HomePage, not_found::NotFound, project::ProjectPage};
+use crate::pages::{
+    auth::{SignInPage, SignUpPage},
+    home::HomePage,
+    not_found::NotFound,
+    project::ProjectPage,
+    settings::SettingsPage,
+};
+
+/// The client's address, put into each request by the server (for sign-in rate limits).
+#[cfg(feature = "ssr")]
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The value of cookie `name` in a request's headers.
+#[cfg(feature = "ssr")]
+pub fn cookie_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned())
+}
 
 /// Sets the theme class before the first paint, so a dark page never flashes white.
 const THEME_BOOT: &str = r#"(function(){try{var t=localStorage.getItem('cf-theme');var d=t==='dark'||(t!=='light'&&matchMedia('(prefers-color-scheme: dark)').matches);document.documentElement.classList.toggle('dark',d);}catch(e){}})();"#;
@@ -70,6 +94,9 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=|| view! { <NotFound /> }>
                 <Route path=path!("/") view=HomePage />
+                <Route path=path!("/sign-in") view=SignInPage />
+                <Route path=path!("/sign-up") view=SignUpPage />
+                <Route path=path!("/settings") view=SettingsPage />
                 // Async: the page is rendered once its data is loaded, so a missing project
                 // answers 404 (a streamed page has sent its status before it knows).
                 <Route path=path!("/projects/:id") view=ProjectPage ssr=SsrMode::Async />

@@ -120,6 +120,22 @@ pub struct Config {
     #[arg(long, env = "CODEFLUX_PREVIEW_IDLE_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(5..))]
     pub preview_idle_secs: u64,
 
+    /// Accounts: `on` (sign-in needed; the first account is the admin) or `off` (one person,
+    /// allowed only while the server listens on a loopback address).
+    #[arg(long, env = "CODEFLUX_AUTH", default_value = "on", value_parser = ["on", "off"])]
+    pub auth: String,
+
+    /// Who may sign up once the first account (the admin) exists: `invite` (an admin's
+    /// single-use link), `open` or `closed`.
+    #[arg(long, env = "CODEFLUX_SIGNUP", default_value = "invite", value_parser = ["invite", "open", "closed"])]
+    pub signup: String,
+
+    /// The address browsers use for the app, like https://codeflux.example.com (default:
+    /// http://<LEPTOS_SITE_ADDR>). Its host is the only name the app answers for besides
+    /// localhost and IP addresses; https makes the session cookie Secure.
+    #[arg(long, env = "CODEFLUX_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// More hosts sandboxes may reach on port 443 (comma-separated), besides the npm registry.
     #[arg(long, env = "CODEFLUX_EGRESS_HOSTS", value_delimiter = ',')]
     pub egress_hosts: Vec<String>,
@@ -141,7 +157,86 @@ fn parse_cpus(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// The app's public address, checked.
+#[derive(Clone, Debug)]
+pub struct PublicUrl {
+    /// `scheme://host[:port]`, lowercase, no trailing slash.
+    pub origin: String,
+    pub host: String,
+    pub https: bool,
+}
+
+impl PublicUrl {
+    pub fn parse(raw: &str) -> anyhow::Result<PublicUrl> {
+        let url = url::Url::parse(raw.trim())
+            .map_err(|e| anyhow::anyhow!("CODEFLUX_PUBLIC_URL \"{raw}\" is not a URL: {e}"))?;
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => {
+                anyhow::bail!("CODEFLUX_PUBLIC_URL must be http:// or https://, not {other}://")
+            }
+        };
+        let Some(host) = url.host_str() else {
+            anyhow::bail!("CODEFLUX_PUBLIC_URL \"{raw}\" has no host");
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            anyhow::bail!("CODEFLUX_PUBLIC_URL must not contain a user name or password");
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            anyhow::bail!(
+                "CODEFLUX_PUBLIC_URL must be an origin only (like https://codeflux.example.com), without a path"
+            );
+        }
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let origin = url.origin().ascii_serialization().to_ascii_lowercase();
+        Ok(PublicUrl {
+            origin,
+            host,
+            https,
+        })
+    }
+
+    /// The default: the address the server listens on (127.0.0.1 when it listens on all).
+    pub fn from_addr(addr: SocketAddr) -> PublicUrl {
+        let ip = if addr.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            addr.ip()
+        };
+        let shown = SocketAddr::new(ip, addr.port());
+        PublicUrl {
+            origin: format!("http://{shown}"),
+            host: ip.to_string(),
+            https: false,
+        }
+    }
+}
+
 impl Config {
+    /// Whether accounts are on.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth != "off"
+    }
+
+    /// Refuses settings that cannot run: accounts off on an address others can reach.
+    pub fn check_listen(&self, addr: SocketAddr) -> anyhow::Result<()> {
+        if !self.auth_enabled() && !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "CODEFLUX_AUTH=off is only allowed while the server listens on a loopback address \
+                 (like 127.0.0.1:3000), because then nobody else can reach it; it would listen on \
+                 {addr}, where anyone on the network could drive it. Remove CODEFLUX_AUTH=off \
+                 (and create the first account, which becomes the admin), or set \
+                 LEPTOS_SITE_ADDR=127.0.0.1:{}.",
+                addr.port()
+            );
+        }
+        Ok(())
+    }
+
     /// The local sandbox backend's settings (`port`: where previews are served).
     pub fn sandbox(
         &self,
@@ -191,6 +286,22 @@ impl Config {
                 ..codeflux_core::AgentConfig::default()
             },
             max_concurrent_runs: self.max_runs.max(1),
+            auth: codeflux_core::AuthConfig::default(),
+        }
+    }
+
+    /// Accounts' settings, for the public URL the server is reached at.
+    pub fn auth(&self, public: &PublicUrl) -> codeflux_core::AuthConfig {
+        codeflux_core::AuthConfig {
+            enabled: self.auth_enabled(),
+            signup: match self.signup.as_str() {
+                "open" => codeflux_core::SignUpPolicy::Open,
+                "closed" => codeflux_core::SignUpPolicy::Closed,
+                _ => codeflux_core::SignUpPolicy::Invite,
+            },
+            public_url: public.origin.clone(),
+            secure_cookies: public.https,
+            ..codeflux_core::AuthConfig::default()
         }
     }
 

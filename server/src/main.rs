@@ -1,6 +1,7 @@
 //! The `codeflux` binary: configuration, start-up (migrate), the HTTP server, shutdown.
 
 mod config;
+mod guard;
 mod preview;
 mod routes;
 
@@ -96,31 +97,51 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
         );
     }
 
+    config.check_listen(leptos_options.site_addr)?;
     let listener = TcpListener::bind(leptos_options.site_addr)
         .await
         .with_context(|| format!("binding {}", leptos_options.site_addr))?;
     let addr = listener.local_addr()?;
+    let public = match &config.public_url {
+        Some(raw) => config::PublicUrl::parse(raw)?,
+        None => config::PublicUrl::from_addr(addr),
+    };
     let sandboxes = LocalProvider::new(config.sandbox(addr.port())?)
         .context("setting up the local sandboxes")?;
     let sandboxes = Arc::new(sandboxes);
-    let services = Services::new(db, sandboxes.clone(), config.core());
+    let mut core = config.core();
+    core.auth = config.auth(&public);
+    if core.auth.enabled {
+        tracing::info!(public_url = %public.origin, signup = %config.signup, "accounts on");
+    } else {
+        tracing::warn!(%addr, "accounts off (CODEFLUX_AUTH=off): one person on this machine");
+    }
+    let services = Services::new(db, sandboxes.clone(), core);
     services
         .runs()
         .recover()
         .await
         .map_err(|e| anyhow::anyhow!("recovering runs: {}", e.message))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let app = routes::router(leptos_options, services, shutdown.clone());
+    let guard = guard::GuardConfig {
+        public_host: public.host.clone(),
+        public_origin: public.origin.clone(),
+        site_root: std::path::PathBuf::from(leptos_options.site_root.as_ref()),
+    };
+    let app = routes::router(leptos_options, services, guard, shutdown.clone());
 
     // Tests and scripts read this line to learn the port.
     println!("codeflux listening on http://{addr}");
     tracing::info!(%addr, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        shutdown.cancel();
+    })
+    .await?;
     sandboxes.stop_all().await;
     tracing::info!("stopped");
     Ok(())

@@ -5,13 +5,14 @@ use axum::Router;
 use axum::body::Body;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use codeflux_core::Services;
+use codeflux_core::{Actor, Services};
 use codeflux_protocol::AppError;
 use futures_util::StreamExt;
 use leptos::prelude::*;
@@ -27,6 +28,8 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub services: Services,
+    /// Host allowlist, cross-site refusal, who asks.
+    pub guard: std::sync::Arc<crate::guard::GuardConfig>,
     /// Cancelled when the server shuts down: ends the open event streams.
     pub shutdown: CancellationToken,
 }
@@ -40,12 +43,14 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
 pub fn router(
     leptos_options: LeptosOptions,
     services: Services,
+    guard: crate::guard::GuardConfig,
     shutdown: CancellationToken,
 ) -> Router {
     let routes = generate_route_list(App);
     let state = AppState {
         leptos_options: leptos_options.clone(),
         services: services.clone(),
+        guard: std::sync::Arc::new(guard),
         shutdown,
     };
     Router::new()
@@ -78,6 +83,11 @@ pub fn router(
         .layer(middleware::from_fn(static_cache_headers))
         .layer(middleware::from_fn(api_status))
         .layer(CompressionLayer::new())
+        // Host allowlist, cross-site refusal and who asks, for everything but previews.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::guard,
+        ))
         // Outermost: preview hosts go to the project's dev server, untouched by the rest.
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -92,17 +102,21 @@ pub fn router(
 /// the connection open.
 async fn events(
     State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Response {
+    let Some(Extension(actor)) = actor else {
+        return error_response(&AppError::unauthorized("Sign in first."));
+    };
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(query.last_event_id)
         .unwrap_or(0);
-    let feed = match state.services.events(&id, after).await {
+    let feed = match state.services.events(&actor, &id, after).await {
         Ok(f) => f,
         Err(e) => return error_response(&e),
     };
@@ -135,17 +149,29 @@ struct EventsQuery {
 
 fn error_response(e: &AppError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
+    let mut res = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         serde_json::to_string(e).unwrap_or_default(),
     )
-        .into_response()
+        .into_response();
+    if let Some(secs) = e.retry_after {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
 }
 
 /// A version's files as a zip archive (`<project>-<title>.zip`).
-async fn fragment_zip(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let fragment = match state.services.fragment(&id).await {
+async fn fragment_zip(
+    State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(Extension(actor)) = actor else {
+        return error_response(&AppError::unauthorized("Sign in first."));
+    };
+    let fragment = match state.services.fragment(&actor, &id).await {
         Ok(f) => f,
         Err(e) => return error_response(&e),
     };
@@ -241,6 +267,16 @@ async fn api_status(req: Request, next: Next) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(secs) = err.retry_after {
+            parts
+                .headers
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // A refused sign-in or sign-up sets no session (a redirect for plain forms neither).
+        if parts.status.is_client_error() {
+            parts.headers.remove(header::SET_COOKIE);
+            parts.headers.remove(header::LOCATION);
+        }
     }
     Response::from_parts(parts, Body::from(bytes))
 }

@@ -2,16 +2,19 @@
 //! creates a project, sends a message or stops a run. The server functions in `app` are thin
 //! wrappers around [`Services`].
 
+mod auth;
 mod events;
 mod runs;
 mod seed;
 
 use std::sync::Arc;
 
+pub use auth::{Actor, Auth, AuthConfig, Session};
 /// The agent's limits (re-exported for the server's configuration).
 pub use codeflux_agent::AgentConfig;
 /// The data layer, for start-up code (connect, migrate, URLs).
 pub use codeflux_db as db;
+pub use codeflux_db::SignUpPolicy;
 use codeflux_db::{Db, DbError, NewProject};
 use codeflux_llm::LlmClient;
 pub use codeflux_llm::{ClientOptions as LlmClientOptions, LlmSettings};
@@ -34,6 +37,8 @@ pub struct CoreConfig {
     pub agent: AgentConfig,
     /// Runs working at the same time across every project.
     pub max_concurrent_runs: usize,
+    /// Accounts.
+    pub auth: AuthConfig,
 }
 
 /// Everything a request needs, created once at start and shared.
@@ -43,6 +48,7 @@ pub struct Services {
     bus: EventBus,
     runs: RunManager,
     sandboxes: Arc<dyn SandboxProvider>,
+    auth: Auth,
 }
 
 impl Services {
@@ -71,12 +77,18 @@ impl Services {
                 cfg.max_concurrent_runs
             },
         );
+        let auth = Auth::new(db.clone(), cfg.auth);
         Self {
             db,
             bus,
             runs,
             sandboxes,
+            auth,
         }
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     pub fn db(&self) -> &Db {
@@ -100,6 +112,7 @@ impl Services {
     /// message) and starts its first run. An empty `template` means the default one.
     pub async fn create_project(
         &self,
+        actor: &Actor,
         prompt: &str,
         template: Option<&str>,
     ) -> Result<Project, AppError> {
@@ -115,6 +128,7 @@ impl Services {
                 name,
                 template,
                 prompt,
+                owner_id: actor.user_id(),
             },
         )
         .await
@@ -124,23 +138,34 @@ impl Services {
         Ok(project)
     }
 
-    /// Every project, newest first.
-    pub async fn list_projects(&self) -> Result<Vec<Project>, AppError> {
-        codeflux_db::list_projects(&self.db).await.map_err(db_error)
+    /// The actor's projects (every project with accounts off), newest first.
+    pub async fn list_projects(&self, actor: &Actor) -> Result<Vec<Project>, AppError> {
+        codeflux_db::list_projects(&self.db, actor.user_id())
+            .await
+            .map_err(db_error)
     }
 
-    /// One project by its id (as the client sent it).
-    pub async fn get_project(&self, id: &str) -> Result<Project, AppError> {
+    /// One of the actor's projects by its id (as the client sent it). Someone else's project
+    /// is "not found", like one that does not exist.
+    pub async fn get_project(&self, actor: &Actor, id: &str) -> Result<Project, AppError> {
         let id = validate::id("project id", id)?;
         codeflux_db::find_project(&self.db, id)
             .await
             .map_err(db_error)?
+            .filter(|p| match actor {
+                Actor::Local => true,
+                Actor::User { id, .. } => p.owner_id == Some(*id),
+            })
             .ok_or_else(|| AppError::not_found(format!("There is no project with id {id}.")))
     }
 
     /// A project's conversation, oldest first.
-    pub async fn list_messages(&self, project_id: &str) -> Result<Vec<Message>, AppError> {
-        let project = self.get_project(project_id).await?;
+    pub async fn list_messages(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<Vec<Message>, AppError> {
+        let project = self.get_project(actor, project_id).await?;
         codeflux_db::list_messages(&self.db, project.id)
             .await
             .map_err(db_error)
@@ -149,11 +174,12 @@ impl Services {
     /// A follow-up from the person; it runs after the project's current run, if any.
     pub async fn create_message(
         &self,
+        actor: &Actor,
         project_id: &str,
         content: &str,
     ) -> Result<Message, AppError> {
         let content = validate::prompt(content)?;
-        let project = self.get_project(project_id).await?;
+        let project = self.get_project(actor, project_id).await?;
         let message = codeflux_db::insert_message(
             &self.db,
             project.id,
@@ -168,15 +194,15 @@ impl Services {
     }
 
     /// Stops the project's run and drops its queued follow-ups; returns how many.
-    pub async fn cancel_runs(&self, project_id: &str) -> Result<u32, AppError> {
-        let project = self.get_project(project_id).await?;
+    pub async fn cancel_runs(&self, actor: &Actor, project_id: &str) -> Result<u32, AppError> {
+        let project = self.get_project(actor, project_id).await?;
         self.runs.cancel(project.id).await
     }
 
     /// Deletes a project: stops its runs, removes its sandbox (disk included), then its rows
     /// (conversation, versions, runs, events).
-    pub async fn delete_project(&self, project_id: &str) -> Result<(), AppError> {
-        let project = self.get_project(project_id).await?;
+    pub async fn delete_project(&self, actor: &Actor, project_id: &str) -> Result<(), AppError> {
+        let project = self.get_project(actor, project_id).await?;
         self.runs.cancel(project.id).await?;
         let t0 = std::time::Instant::now();
         while !self.runs.active(project.id).await?.is_empty() {
@@ -199,15 +225,15 @@ impl Services {
     }
 
     /// The project's queued and running runs.
-    pub async fn active_runs(&self, project_id: &str) -> Result<Vec<Run>, AppError> {
-        let project = self.get_project(project_id).await?;
+    pub async fn active_runs(&self, actor: &Actor, project_id: &str) -> Result<Vec<Run>, AppError> {
+        let project = self.get_project(actor, project_id).await?;
         self.runs.active(project.id).await
     }
 
     /// The project page's data: the project, its conversation, its runs still working and where
     /// to follow their events from.
-    pub async fn project_view(&self, id: &str) -> Result<ProjectView, AppError> {
-        let project = self.get_project(id).await?;
+    pub async fn project_view(&self, actor: &Actor, id: &str) -> Result<ProjectView, AppError> {
+        let project = self.get_project(actor, id).await?;
         let messages = codeflux_db::list_messages(&self.db, project.id)
             .await
             .map_err(db_error)?;
@@ -231,18 +257,32 @@ impl Services {
         })
     }
 
-    /// One fragment (a version of a project's files).
-    pub async fn fragment(&self, id: &str) -> Result<Fragment, AppError> {
+    /// One fragment (a version of one of the actor's projects).
+    pub async fn fragment(&self, actor: &Actor, id: &str) -> Result<Fragment, AppError> {
         let id = validate::id("version id", id)?;
-        codeflux_db::find_fragment(&self.db, id)
+        let missing = || AppError::not_found(format!("There is no version with id {id}."));
+        let fragment = codeflux_db::find_fragment(&self.db, id)
             .await
             .map_err(db_error)?
-            .ok_or_else(|| AppError::not_found(format!("There is no version with id {id}.")))
+            .ok_or_else(missing)?;
+        let project = codeflux_db::fragment_project(&self.db, fragment.id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(missing)?;
+        self.get_project(actor, &project.to_string())
+            .await
+            .map_err(|_| missing())?;
+        Ok(fragment)
     }
 
     /// The project's events numbered above `after`, then the live ones.
-    pub async fn events(&self, project_id: &str, after: i64) -> Result<EventFeed, AppError> {
-        let project = self.get_project(project_id).await?;
+    pub async fn events(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        after: i64,
+    ) -> Result<EventFeed, AppError> {
+        let project = self.get_project(actor, project_id).await?;
         Ok(self.bus.feed(project.id, after.max(0)))
     }
 
@@ -281,9 +321,14 @@ impl Services {
 
     /// Shows a chosen version of the project in its preview. Refused while a run works on the
     /// project (the run owns the files until it ends).
-    pub async fn show_version(&self, project_id: &str, fragment_id: &str) -> Result<(), AppError> {
-        let project = self.get_project(project_id).await?;
-        let fragment = self.fragment(fragment_id).await?;
+    pub async fn show_version(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        fragment_id: &str,
+    ) -> Result<(), AppError> {
+        let project = self.get_project(actor, project_id).await?;
+        let fragment = self.fragment(actor, fragment_id).await?;
         let owner = codeflux_db::fragment_project(&self.db, fragment.id)
             .await
             .map_err(db_error)?;

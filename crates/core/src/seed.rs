@@ -42,6 +42,7 @@ pub async fn seed_samples(db: &Db) -> Result<usize, AppError> {
                 name: generate_name(),
                 template: s.template,
                 prompt: s.prompt.to_owned(),
+                owner_id: None,
             },
         )
         .await

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use codeflux_core::Actor;
 use codeflux_core::sandbox::local::{LocalConfig, LocalProvider};
 use codeflux_core::{CoreConfig, LlmClientOptions, LlmSettings, Services};
 use codeflux_protocol::{MessageKind, Role, RunEvent, RunStatus, StoredEvent};
@@ -65,7 +66,7 @@ async fn rig(backend: Backend) -> Rig {
 
 /// Reads the project's feed from `after` until `n` runs have ended (at most 60 s).
 async fn until_runs_end(s: &Services, project: &str, after: i64, n: usize) -> Vec<StoredEvent> {
-    let mut feed = s.events(project, after).await.unwrap();
+    let mut feed = s.events(&Actor::Local, project, after).await.unwrap();
     let mut got = Vec::new();
     let mut ended = 0;
     while ended < n {
@@ -94,7 +95,7 @@ async fn golden_path_and_follow_up(backend: Backend) {
     ]);
     let project = r
         .services
-        .create_project("Build a counter", None)
+        .create_project(&Actor::Local, "Build a counter", None)
         .await
         .unwrap();
     let pid = project.id.to_string();
@@ -114,7 +115,7 @@ async fn golden_path_and_follow_up(backend: Backend) {
         "numbered 1, 2, 3, ..."
     );
 
-    let msgs = r.services.list_messages(&pid).await.unwrap();
+    let msgs = r.services.list_messages(&Actor::Local, &pid).await.unwrap();
     assert_eq!(msgs.len(), 2);
     assert_eq!(
         (msgs[1].role, msgs[1].kind),
@@ -142,7 +143,13 @@ async fn golden_path_and_follow_up(backend: Backend) {
         assert_eq!(*fragment_id, frag.id);
         assert_eq!(*file_count as usize, frag.files.len());
     }
-    assert!(r.services.active_runs(&pid).await.unwrap().is_empty());
+    assert!(
+        r.services
+            .active_runs(&Actor::Local, &pid)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A follow-up continues from the previous files (an edit, not a rewrite).
     r.llm.push([
@@ -154,11 +161,11 @@ async fn golden_path_and_follow_up(backend: Backend) {
     ]);
     let last = events.last().unwrap().seq;
     r.services
-        .create_message(&pid, "Rename the label")
+        .create_message(&Actor::Local, &pid, "Rename the label")
         .await
         .unwrap();
     until_runs_end(&r.services, &pid, last, 1).await;
-    let msgs = r.services.list_messages(&pid).await.unwrap();
+    let msgs = r.services.list_messages(&Actor::Local, &pid).await.unwrap();
     assert_eq!(msgs.len(), 4);
     let frag2 = msgs[3].fragment.as_ref().unwrap();
     assert!(
@@ -202,11 +209,18 @@ async fn a_follow_up_during_a_run_waits_its_turn() {
         },
         Turn::text("<task_summary>Second.</task_summary>"),
     ]);
-    let project = r.services.create_project("first", None).await.unwrap();
+    let project = r
+        .services
+        .create_project(&Actor::Local, "first", None)
+        .await
+        .unwrap();
     let pid = project.id.to_string();
     assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
-    r.services.create_message(&pid, "second").await.unwrap();
-    let active = r.services.active_runs(&pid).await.unwrap();
+    r.services
+        .create_message(&Actor::Local, &pid, "second")
+        .await
+        .unwrap();
+    let active = r.services.active_runs(&Actor::Local, &pid).await.unwrap();
     assert_eq!(
         active.iter().map(|x| x.status).collect::<Vec<_>>(),
         vec![RunStatus::Running, RunStatus::Queued]
@@ -247,14 +261,18 @@ async fn cancel_stops_the_run_mid_stream_and_drops_queued_ones() {
         at: 2,
         gate: gate.clone(),
     }]);
-    let project = r.services.create_project("slow one", None).await.unwrap();
+    let project = r
+        .services
+        .create_project(&Actor::Local, "slow one", None)
+        .await
+        .unwrap();
     let pid = project.id.to_string();
     assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
     r.services
-        .create_message(&pid, "queued follow-up")
+        .create_message(&Actor::Local, &pid, "queued follow-up")
         .await
         .unwrap();
-    let n = r.services.cancel_runs(&pid).await.unwrap();
+    let n = r.services.cancel_runs(&Actor::Local, &pid).await.unwrap();
     assert_eq!(n, 2);
     let events = until_runs_end(&r.services, &pid, 0, 2).await;
     assert_eq!(
@@ -264,8 +282,14 @@ async fn cancel_stops_the_run_mid_stream_and_drops_queued_ones() {
             .count(),
         2
     );
-    assert!(r.services.active_runs(&pid).await.unwrap().is_empty());
-    let msgs = r.services.list_messages(&pid).await.unwrap();
+    assert!(
+        r.services
+            .active_runs(&Actor::Local, &pid)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let msgs = r.services.list_messages(&Actor::Local, &pid).await.unwrap();
     let errors: Vec<&str> = msgs
         .iter()
         .filter(|m| m.kind == MessageKind::Error)
@@ -275,7 +299,10 @@ async fn cancel_stops_the_run_mid_stream_and_drops_queued_ones() {
     assert!(errors.iter().any(|e| e.starts_with("Stopped")));
     gate.notify_waiters();
     // Nothing left to stop.
-    assert_eq!(r.services.cancel_runs(&pid).await.unwrap(), 0);
+    assert_eq!(
+        r.services.cancel_runs(&Actor::Local, &pid).await.unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -287,7 +314,11 @@ async fn without_a_provider_the_run_fails_at_once_saying_what_to_set() {
             .unwrap()
             .contains("OPENROUTER_API_KEY")
     );
-    let project = r.services.create_project("anything", None).await.unwrap();
+    let project = r
+        .services
+        .create_project(&Actor::Local, "anything", None)
+        .await
+        .unwrap();
     let pid = project.id.to_string();
     let events = until_runs_end(&r.services, &pid, 0, 1).await;
     match &events.last().unwrap().event {
@@ -300,7 +331,7 @@ async fn without_a_provider_the_run_fails_at_once_saying_what_to_set() {
         }
         other => panic!("{other:?}"),
     }
-    let msgs = r.services.list_messages(&pid).await.unwrap();
+    let msgs = r.services.list_messages(&Actor::Local, &pid).await.unwrap();
     assert_eq!(msgs[1].kind, MessageKind::Error);
     assert!(msgs[1].content.contains("LLM_API_KEY"));
 }
@@ -312,13 +343,17 @@ async fn a_model_error_leaves_an_error_message() {
         401,
         r#"{"error":{"message":"invalid key sk-..."}}"#,
     )]);
-    let project = r.services.create_project("x", None).await.unwrap();
+    let project = r
+        .services
+        .create_project(&Actor::Local, "x", None)
+        .await
+        .unwrap();
     let pid = project.id.to_string();
     let events = until_runs_end(&r.services, &pid, 0, 1).await;
     assert!(
         matches!(&events.last().unwrap().event, RunEvent::RunFailed { class, .. } if class == "auth")
     );
-    let msgs = r.services.list_messages(&pid).await.unwrap();
+    let msgs = r.services.list_messages(&Actor::Local, &pid).await.unwrap();
     assert!(
         msgs[1].content.contains("refused the API key"),
         "{}",
@@ -337,6 +372,7 @@ async fn restart_marks_working_runs_interrupted_and_starts_queued_ones() {
             name: "a".into(),
             template: Default::default(),
             prompt: "one".into(),
+            owner_id: None,
         },
     )
     .await
@@ -351,6 +387,7 @@ async fn restart_marks_working_runs_interrupted_and_starts_queued_ones() {
             name: "b".into(),
             template: Default::default(),
             prompt: "two".into(),
+            owner_id: None,
         },
     )
     .await
@@ -365,7 +402,11 @@ async fn restart_marks_working_runs_interrupted_and_starts_queued_ones() {
     assert_eq!((interrupted, queued), (1, 1));
     let e1 = until_runs_end(&r.services, &p1.id.to_string(), 0, 1).await;
     assert_eq!(e1.last().unwrap().event.kind(), "run_interrupted");
-    let msgs = r.services.list_messages(&p1.id.to_string()).await.unwrap();
+    let msgs = r
+        .services
+        .list_messages(&Actor::Local, &p1.id.to_string())
+        .await
+        .unwrap();
     assert!(msgs[1].kind == MessageKind::Error && msgs[1].content.contains("restarted"));
     let e2 = until_runs_end(&r.services, &p2.id.to_string(), 0, 1).await;
     assert_eq!(e2.last().unwrap().event.kind(), "run_finished");
@@ -383,12 +424,24 @@ async fn the_global_limit_makes_runs_wait_for_a_slot() {
         },
         Turn::text("<task_summary>B.</task_summary>"),
     ]);
-    let a = r.services.create_project("a", None).await.unwrap();
+    let a = r
+        .services
+        .create_project(&Actor::Local, "a", None)
+        .await
+        .unwrap();
     assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
-    let b = r.services.create_project("b", None).await.unwrap();
+    let b = r
+        .services
+        .create_project(&Actor::Local, "b", None)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(r.llm.agent_requests().len(), 1, "b waits for a's slot");
-    let mut feed = r.services.events(&b.id.to_string(), 0).await.unwrap();
+    let mut feed = r
+        .services
+        .events(&Actor::Local, &b.id.to_string(), 0)
+        .await
+        .unwrap();
     let mut saw_notice = false;
     for _ in 0..2 {
         if let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), feed.next()).await
@@ -410,7 +463,11 @@ async fn replay_from_a_number_gives_only_later_events() {
         Turn::tool("terminal", json!({"command": "echo hi"})),
         Turn::text("<task_summary>ok</task_summary>"),
     ]);
-    let project = r.services.create_project("x", None).await.unwrap();
+    let project = r
+        .services
+        .create_project(&Actor::Local, "x", None)
+        .await
+        .unwrap();
     let pid = project.id.to_string();
     let all = until_runs_end(&r.services, &pid, 0, 1).await;
     let again = until_runs_end(&r.services, &pid, 3, 1).await;

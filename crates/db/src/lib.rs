@@ -1,6 +1,7 @@
 //! Persistence for CodeFlux: SeaORM entities and small repository functions that speak in
 //! `codeflux_protocol` types. Works on SQLite (the default, one file) and PostgreSQL.
 
+mod accounts;
 pub mod entity;
 mod repo;
 mod runs;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
+pub use accounts::*;
 pub use migration::default_sqlite_url;
 pub use repo::*;
 pub use runs::*;

@@ -29,6 +29,8 @@ pub struct NewProject {
     pub name: String,
     pub template: Template,
     pub prompt: String,
+    /// The account creating it (None with accounts off).
+    pub owner_id: Option<Uuid>,
 }
 
 /// How many characters of the first prompt a project keeps as its description.
@@ -47,6 +49,7 @@ pub async fn create_project(db: &Db, new: NewProject) -> Result<(Project, Messag
         description: Set(description),
         created_at: Set(now),
         updated_at: Set(now),
+        owner_id: Set(new.owner_id),
     }
     .insert(&txn)
     .await?;
@@ -63,10 +66,13 @@ pub async fn create_project(db: &Db, new: NewProject) -> Result<(Project, Messag
     Ok((project_dto(project)?, message_dto(message, None)?))
 }
 
-/// Every project, newest first.
-pub async fn list_projects(db: &Db) -> Result<Vec<Project>, DbError> {
-    project::Entity::find()
-        .order_by_desc(project::Column::CreatedAt)
+/// Every project (of `owner`, if given), newest first.
+pub async fn list_projects(db: &Db, owner: Option<Uuid>) -> Result<Vec<Project>, DbError> {
+    let mut q = project::Entity::find();
+    if let Some(owner) = owner {
+        q = q.filter(project::Column::OwnerId.eq(owner));
+    }
+    q.order_by_desc(project::Column::CreatedAt)
         .order_by_desc(project::Column::Id)
         .all(db)
         .await?
@@ -213,6 +219,7 @@ fn project_dto(m: project::Model) -> Result<Project, DbError> {
         description: m.description,
         created_at: m.created_at,
         updated_at: m.updated_at,
+        owner_id: m.owner_id,
     })
 }
 

@@ -60,6 +60,7 @@ async fn migrations_go_up_down_up(backend: Backend) {
             name: "a".into(),
             template: Template::ViteReact,
             prompt: "p".into(),
+            owner_id: None,
         },
     )
     .await
@@ -76,6 +77,7 @@ async fn projects_and_messages_round_trip(backend: Backend) {
             name: "brave-otter".into(),
             template: Template::NextJs,
             prompt: prompt.clone(),
+            owner_id: None,
         },
     )
     .await
@@ -90,12 +92,13 @@ async fn projects_and_messages_round_trip(backend: Backend) {
             name: "calm-heron".into(),
             template: Template::ViteReact,
             prompt: "second".into(),
+            owner_id: None,
         },
     )
     .await
     .unwrap();
 
-    let list = codeflux_db::list_projects(&db).await.unwrap();
+    let list = codeflux_db::list_projects(&db, None).await.unwrap();
     assert_eq!(
         list.iter().map(|p| p.id).collect::<Vec<_>>(),
         vec![p2.id, p1.id],

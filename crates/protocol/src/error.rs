@@ -11,6 +11,12 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with the current state (409).
     Conflict,
+    /// Not signed in, or the credentials were not accepted (401).
+    Unauthorized,
+    /// Refused whoever asks: a cross-site request, or a right the account does not have (403).
+    Forbidden,
+    /// Too many attempts; try again after `retry_after` seconds (429).
+    TooManyRequests,
     /// A dependency (database, model provider, sandbox) is not reachable right now (503).
     Unavailable,
     /// Our own fault (500). The details are in the server log, not in the message.
@@ -24,6 +30,9 @@ impl ErrorKind {
             ErrorKind::BadInput => 400,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::TooManyRequests => 429,
             ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
         }
@@ -36,6 +45,9 @@ impl ErrorKind {
 pub struct AppError {
     pub kind: ErrorKind,
     pub message: String,
+    /// Seconds after which trying again makes sense (sent as `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -43,6 +55,7 @@ impl AppError {
         Self {
             kind,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -60,6 +73,22 @@ impl AppError {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
+
+    /// Too many attempts: try again in `secs` seconds.
+    pub fn too_many(message: impl Into<String>, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(ErrorKind::TooManyRequests, message)
+        }
     }
 
     /// An internal error. Pass a message fit for the page; log the cause separately.

@@ -4,12 +4,14 @@
 //! only: no Leptos, no axum, no database driver. What crosses the wire (server function
 //! arguments and results, run events) is defined here once.
 
+mod account;
 mod error;
 mod event;
 mod model;
 pub mod time;
 pub mod validate;
 
+pub use account::{Account, ApiToken, Invite, NewApiToken};
 pub use error::{AppError, ErrorKind};
 pub use event::{Run, RunEvent, RunStatus, StoredEvent};
 pub use model::{Fragment, Message, MessageKind, Project, ProjectView, Role, Template};

@@ -110,6 +110,9 @@ pub struct Project {
     pub description: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The account it belongs to (None: made with accounts off).
+    #[serde(default)]
+    pub owner_id: Option<Uuid>,
 }
 
 /// One message of a project's conversation, with the fragment it produced, if any.

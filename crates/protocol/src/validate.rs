@@ -35,6 +35,68 @@ pub fn id(what: &str, raw: &str) -> Result<Uuid, AppError> {
     })
 }
 
+/// Shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted (hashing is costly; nobody types more).
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// Checks an email address for an account and returns it trimmed and lowercased.
+pub fn email(raw: &str) -> Result<String, AppError> {
+    let e = raw.trim().to_lowercase();
+    let bad = |why: &str| AppError::bad_input(format!("That email address {why}."));
+    if e.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if e.chars().count() > 254 {
+        return Err(bad("is longer than 254 characters"));
+    }
+    let Some((local, domain)) = e.split_once('@') else {
+        return Err(bad("has no @"));
+    };
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || e.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad("is not valid (like name@example.com)"));
+    }
+    Ok(e)
+}
+
+/// Checks a new password's length (8 to 256 characters).
+pub fn new_password(pw: &str) -> Result<(), AppError> {
+    let n = pw.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        return Err(AppError::bad_input(format!(
+            "The password is {n} characters long; use at least {MIN_PASSWORD_CHARS}."
+        )));
+    }
+    if n > MAX_PASSWORD_CHARS {
+        return Err(AppError::bad_input(format!(
+            "The password is longer than {MAX_PASSWORD_CHARS} characters."
+        )));
+    }
+    Ok(())
+}
+
+/// A name for an API token: trimmed, 1 to 60 characters.
+pub fn token_name(raw: &str) -> Result<String, AppError> {
+    let n = raw.trim();
+    if n.is_empty() {
+        return Err(AppError::bad_input(
+            "Give the token a name (what it is for, like \"deploy script\").",
+        ));
+    }
+    if n.chars().count() > 60 {
+        return Err(AppError::bad_input(
+            "The token's name is longer than 60 characters.",
+        ));
+    }
+    Ok(n.to_owned())
+}
+
 /// The first `max` characters of `s`, with an ellipsis when something was cut.
 pub fn shorten(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -47,6 +109,29 @@ pub fn shorten(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn emails_and_passwords_are_checked() {
+        assert_eq!(email("  Alice@Example.COM ").unwrap(), "alice@example.com");
+        for bad in [
+            "",
+            "alice",
+            "@x.org",
+            "a@",
+            "a b@x.org",
+            "a@x@y",
+            "a@.x",
+            "a@x.",
+        ] {
+            assert_eq!(email(bad).unwrap_err().kind, ErrorKind::BadInput, "{bad:?}");
+        }
+        assert!(new_password("1234567").is_err());
+        assert!(new_password("12345678").is_ok());
+        assert!(new_password("ü".repeat(8).as_str()).is_ok());
+        assert!(new_password(&"x".repeat(257)).is_err());
+        assert_eq!(token_name("  ci  ").unwrap(), "ci");
+        assert!(token_name(" ").is_err());
+    }
 
     #[test]
     fn prompt_is_trimmed_and_bounded() {

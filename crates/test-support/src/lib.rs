@@ -146,6 +146,10 @@ impl ServerProcess {
             .env_remove("LLM_BASE_URL")
             .env_remove("LLM_API_KEY")
             .env_remove("LLM_MODEL")
+            .env_remove("CODEFLUX_SIGNUP")
+            .env_remove("CODEFLUX_PUBLIC_URL")
+            // One person on loopback unless a test turns accounts on (env below wins).
+            .env("CODEFLUX_AUTH", "off")
             .env("LEPTOS_SITE_ADDR", &addr)
             .env("CODEFLUX_DATA_DIR", &opts.data_dir)
             .env("RUST_LOG", "info")

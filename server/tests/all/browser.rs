@@ -479,3 +479,190 @@ async fn ide_flow_prompt_progress_preview_follow_up_stop_code() {
     assert!(bytes.starts_with(b"PK"), "a zip archive");
     c.close().await.unwrap();
 }
+
+/// With accounts on: a signed-out visitor is sent to sign-in; signing up (the first account,
+/// the admin) goes back to where they were; the settings page makes a token and an invite and
+/// signs out; signing in returns to the page asked for. Desktop and phone.
+#[tokio::test]
+async fn accounts_sign_up_settings_sign_out_and_back() {
+    require_site();
+    let data = tempfile::tempdir().unwrap();
+    let srv = codeflux_test_support::ServerProcess::start(codeflux_test_support::ServerOptions {
+        binary: crate::support::binary(),
+        workdir: root(),
+        data_dir: data.path().to_path_buf(),
+        env: vec![("CODEFLUX_AUTH".into(), "on".into())],
+        addr: None,
+    })
+    .unwrap();
+    let base = srv.base_url.clone();
+    for (w, h, phone, tag) in [(1280, 800, false, "1280"), (390, 844, true, "390")] {
+        let (_driver, c) = browser(w, h, phone).await;
+        let no_overflow = |what: String| {
+            let c = c.clone();
+            async move {
+                let width = js(&c, "return document.documentElement.scrollWidth").await;
+                let viewport = js(&c, "return window.innerWidth").await;
+                assert!(
+                    width.as_u64().unwrap() <= viewport.as_u64().unwrap(),
+                    "{what}: scrollWidth {width} > {viewport}"
+                );
+            }
+        };
+        // Signed out: the settings page sends to sign-in, with the way back.
+        c.goto(&format!("{base}/settings")).await.unwrap();
+        wait_js(
+            &c,
+            "return location.pathname === '/sign-in' && location.search.includes('next=/settings')",
+            "the sign-in page",
+        )
+        .await;
+        wait_js(&c, HYDRATED, "hydration").await;
+        no_overflow(format!("sign-in {tag}")).await;
+        screenshot(&c, &format!("sign-in-{tag}.png")).await;
+        let email = format!("person{tag}@test.dev");
+        if tag == "1280" {
+            // The first account: sign up from the sign-in page's link.
+            c.find(Locator::XPath("//a[contains(., 'Create one')]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_js(
+                &c,
+                "return location.pathname === '/sign-up'",
+                "the sign-up page",
+            )
+            .await;
+            wait_js(&c, HYDRATED, "hydration").await;
+            screenshot(&c, &format!("sign-up-{tag}.png")).await;
+            c.find(Locator::Css("input[name=email]"))
+                .await
+                .unwrap()
+                .send_keys(&email)
+                .await
+                .unwrap();
+            c.find(Locator::Css("input[name=password]"))
+                .await
+                .unwrap()
+                .send_keys("short")
+                .await
+                .unwrap();
+            c.find(Locator::Css("form button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            // The browser's own check (minlength) or ours: no account, a reason shown.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(js(&c, "return location.pathname").await == json!("/sign-up"));
+            let pw = c.find(Locator::Css("input[name=password]")).await.unwrap();
+            pw.clear().await.unwrap();
+            pw.send_keys("a-long-password-1").await.unwrap();
+            c.find(Locator::Css("form button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        } else {
+            // The phone signs in to the same account.
+            let email = "person1280@test.dev";
+            c.find(Locator::Css("input[name=email]"))
+                .await
+                .unwrap()
+                .send_keys(email)
+                .await
+                .unwrap();
+            c.find(Locator::Css("input[name=password]"))
+                .await
+                .unwrap()
+                .send_keys("wrong-password")
+                .await
+                .unwrap();
+            c.find(Locator::Css("form button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_js(
+                &c,
+                "return document.body.innerText.includes('Wrong email or password')",
+                "the refusal",
+            )
+            .await;
+            let pw = c.find(Locator::Css("input[name=password]")).await.unwrap();
+            pw.clear().await.unwrap();
+            pw.send_keys("a-long-password-1").await.unwrap();
+            c.find(Locator::Css("form button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+        // Back where they were headed, signed in.
+        wait_js(&c, "return location.pathname === '/settings' && !!document.querySelector('[data-testid=account-email]')", "the settings page").await;
+        wait_js(&c, HYDRATED, "hydration").await;
+        wait_js(
+            &c,
+            "return !!document.querySelector('[data-testid=account-link]')",
+            "the account link in the top bar",
+        )
+        .await;
+        // A token, shown once.
+        c.find(Locator::Css("input[name=name]"))
+            .await
+            .unwrap()
+            .send_keys(&format!("script {tag}"))
+            .await
+            .unwrap();
+        c.find(Locator::XPath("//button[contains(., 'Create token')]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(&c, "return /^cf_[0-9a-f]{64}$/.test((document.querySelector('[data-testid=new-token]')||{}).innerText||'')", "the new token").await;
+        wait_js(
+            &c,
+            &format!("return document.body.innerText.includes('script {tag}')"),
+            "the token in the list",
+        )
+        .await;
+        // An invite (the admin).
+        c.find(Locator::XPath("//button[contains(., 'Create invite')]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(&c, "return ((document.querySelector('[data-testid=new-invite]')||{}).innerText||'').includes('/sign-up?invite=')", "the invite link").await;
+        no_overflow(format!("settings {tag}")).await;
+        screenshot(&c, &format!("settings-{tag}.png")).await;
+        // Sign out: back to sign-in; the settings are closed again.
+        js(&c, "window.scrollTo(0, 0); return true").await;
+        c.find(Locator::XPath("//button[normalize-space(.)='Sign out']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(
+            &c,
+            "return location.pathname === '/sign-in'",
+            "the sign-in page after signing out",
+        )
+        .await;
+        c.goto(&format!("{base}/settings")).await.unwrap();
+        wait_js(
+            &c,
+            "return location.pathname === '/sign-in'",
+            "settings closed after signing out",
+        )
+        .await;
+    }
+}

@@ -8,7 +8,7 @@ use codeflux_test_support::scripted_llm::{ScriptedLlm, Turn};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{call, http, sse_until_end, start_with_model};
+use crate::support::{call, call_as, http, is_end, sse_as, sse_until_end, start_with_model};
 
 async fn preview_get(base: &str, pid: &str, path: &str, accept: &str) -> (u16, String) {
     let port = base.rsplit(':').next().unwrap();
@@ -201,6 +201,8 @@ async fn escape_attempts_are_blocked() {
             ("LLM_API_KEY".into(), "sk-SENTINEL-escape".into()),
             ("LLM_MODEL".into(), "scripted".into()),
             ("CODEFLUX_TEST_HOST_SECRET".into(), srv_env_secret.clone()),
+            // Listening on every address needs accounts on.
+            ("CODEFLUX_AUTH".into(), "on".into()),
         ],
         // On every address, so that the host's own addresses really lead to the app.
         addr: Some("[::]:0".into()),
@@ -231,9 +233,17 @@ async fn escape_attempts_are_blocked() {
         Turn::tool("createOrUpdateFiles", json!({"files": [{"path": "src/App.tsx", "content": "export default function App(){return <p>MARKER-OTHER</p>}\n"}]})),
         Turn::text("<task_summary>B</task_summary>"),
     ]);
-    let (_, b) = call(&srv.base_url, "projects/create", &[("prompt", "project B")]).await;
+    let token = crate::support::admin_token(&srv.base_url).await;
+    let tok = Some(token.as_str());
+    let (_, b) = call_as(
+        &srv.base_url,
+        tok,
+        "projects/create",
+        &[("prompt", "project B")],
+    )
+    .await;
     let pid_b = b["id"].as_str().unwrap().to_owned();
-    sse_until_end(&srv.base_url, &pid_b).await;
+    sse_as(&srv.base_url, tok, &pid_b, None, is_end).await;
     wait_preview(&srv.base_url, &pid_b, "/src/App.tsx", "MARKER-OTHER").await;
 
     let checkout = crate::support::root().display().to_string();
@@ -267,9 +277,15 @@ async fn escape_attempts_are_blocked() {
         Turn::tool("terminal", json!({"command": "node -e \"const a=[];for(let i=1;i<=40;i++){a.push(Buffer.alloc(256*1024*1024,1));console.log('MB',i*256)}\" 2>&1 | tail -3"})),
         Turn::text("<task_summary>Probed.</task_summary>"),
     ]);
-    let (_, a) = call(&srv.base_url, "projects/create", &[("prompt", "project A")]).await;
+    let (_, a) = call_as(
+        &srv.base_url,
+        tok,
+        "projects/create",
+        &[("prompt", "project A")],
+    )
+    .await;
     let pid_a = a["id"].as_str().unwrap().to_owned();
-    let events = sse_until_end(&srv.base_url, &pid_a).await;
+    let events = sse_as(&srv.base_url, tok, &pid_a, None, is_end).await;
     assert_eq!(events.last().unwrap().1, "run_finished", "{events:?}");
     let (st, _) = crate::support::get(&format!("{}/healthz", srv.base_url)).await;
     assert_eq!(st, 200, "the server is unharmed");
@@ -370,8 +386,9 @@ async fn escape_attempts_are_blocked() {
         "memory limited (the hog reached {max_mb} MB): {mem}"
     );
     // A's snapshot holds no symlink (neither link.txt nor rootlink).
-    let (_, msgs) = call(
+    let (_, msgs) = call_as(
         &srv.base_url,
+        tok,
         "messages/get_many",
         &[("project_id", &pid_a)],
     )

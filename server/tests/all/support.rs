@@ -44,12 +44,21 @@ pub fn http() -> reqwest::Client {
 
 /// A server function call as any HTTP client makes it: URL-encoded POST in, JSON out.
 pub async fn call(base: &str, name: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let res = http()
-        .post(format!("{base}/api/{name}"))
-        .form(form)
-        .send()
-        .await
-        .expect("request");
+    call_as(base, None, name, form).await
+}
+
+/// [`call`] with an API token (`Authorization: Bearer`).
+pub async fn call_as(
+    base: &str,
+    token: Option<&str>,
+    name: &str,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = http().post(format!("{base}/api/{name}")).form(form);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = req.send().await.expect("request");
     let status = res.status().as_u16();
     let text = res.text().await.expect("body");
     let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -87,9 +96,23 @@ pub async fn sse(
     last_event_id: Option<&str>,
     stop: impl Fn(&str) -> bool,
 ) -> Vec<(String, String, Value)> {
+    sse_as(base, None, project, last_event_id, stop).await
+}
+
+/// [`sse`] with an API token.
+pub async fn sse_as(
+    base: &str,
+    token: Option<&str>,
+    project: &str,
+    last_event_id: Option<&str>,
+    stop: impl Fn(&str) -> bool,
+) -> Vec<(String, String, Value)> {
     let mut req = http()
         .get(format!("{base}/api/projects/{project}/events"))
         .header("accept", "text/event-stream");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
     if let Some(id) = last_event_id {
         req = req.header("last-event-id", id);
     }
@@ -128,4 +151,37 @@ pub fn is_end(kind: &str) -> bool {
 /// The SSE events of a project until its next run ends.
 pub async fn sse_until_end(base: &str, project: &str) -> Vec<(String, String, Value)> {
     sse(base, project, None, is_end).await
+}
+
+/// Signs up the first account (the admin) on a server with accounts on and returns an API
+/// token of it.
+pub async fn admin_token(base: &str) -> String {
+    let res = http()
+        .post(format!("{base}/api/auth/sign_up"))
+        .form(&[
+            ("email", "admin@test.dev"),
+            ("password", "admin-password-1"),
+        ])
+        .send()
+        .await
+        .expect("sign-up");
+    assert_eq!(res.status(), 200, "sign-up");
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("codeflux_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let res = http()
+        .post(format!("{base}/api/auth/tokens/create"))
+        .header("cookie", cookie)
+        .form(&[("name", "tests")])
+        .send()
+        .await
+        .expect("token");
+    let v: Value = res.json().await.expect("json");
+    v["token"].as_str().expect("a token").to_owned()
 }
