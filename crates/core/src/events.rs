@@ -44,7 +44,7 @@ impl EventBus {
 
     /// Queues an event; returns once the writer has accepted it (not yet stored).
     pub async fn emit(&self, project_id: Uuid, run_id: Uuid, event: RunEvent) {
-        let _ = self
+        if self
             .tx
             .send(Emitted {
                 project_id,
@@ -52,7 +52,11 @@ impl EventBus {
                 event,
                 stored: None,
             })
-            .await;
+            .await
+            .is_err()
+        {
+            tracing::error!(project = %project_id, "the event writer is gone: an event was lost");
+        }
     }
 
     /// Queues an event and waits until it is stored and broadcast; returns its number.
@@ -111,6 +115,7 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Emitted>, live: broadcast::Sender
             continue;
         }
         last_seq.insert(e.project_id, seq);
+        // No live subscriber is normal (nobody watches): the event is stored anyway.
         let _ = live.send(StoredEvent {
             seq,
             project_id: e.project_id,

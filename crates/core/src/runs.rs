@@ -94,6 +94,13 @@ impl RunManager {
                 },
             )
             .await;
+        if let Err(e) = &self.0.llm {
+            // Nothing can run without a model: the answer says so at once (the message is
+            // stored before this call returns), no worker needed.
+            let reason = e.message.clone();
+            self.fail(&run, &reason, "setup").await;
+            return Ok(run);
+        }
         self.kick(project_id);
         Ok(run)
     }
@@ -348,14 +355,17 @@ impl RunManager {
                             "chars_sent": outcome.chars_sent,
                             "iterations": outcome.iterations,
                         });
-                        let _ = codeflux_db::mark_ended(
+                        if let Err(e) = codeflux_db::mark_ended(
                             db,
                             run.id,
                             RunStatus::Finished,
                             None,
                             Some(usage),
                         )
-                        .await;
+                        .await
+                        {
+                            tracing::error!(run = %run.id, error = %e, "recording a finished run");
+                        }
                         tracing::info!(run = %run.id, iterations = outcome.iterations, prompt_tokens = outcome.usage.prompt_tokens, "run finished");
                         if let Some(fragment) = message.fragment {
                             self.0
@@ -404,14 +414,17 @@ impl RunManager {
                 self.fail(&run, &e.message, "setup").await;
             }
             None => {
-                let _ = codeflux_db::mark_ended(
+                if let Err(e) = codeflux_db::mark_ended(
                     db,
                     run.id,
                     RunStatus::Cancelled,
                     Some("cancelled".into()),
                     None,
                 )
-                .await;
+                .await
+                {
+                    tracing::error!(run = %run.id, error = %e, "recording a cancelled run");
+                }
                 self.record_error(project_id, "Stopped. The files written before the stop are kept in the sandbox; the last finished version is unchanged.").await;
                 self.0
                     .bus
@@ -428,14 +441,17 @@ impl RunManager {
     }
 
     async fn fail(&self, run: &Run, reason: &str, class: &str) {
-        let _ = codeflux_db::mark_ended(
+        if let Err(e) = codeflux_db::mark_ended(
             &self.0.db,
             run.id,
             RunStatus::Failed,
             Some(reason.to_owned()),
             None,
         )
-        .await;
+        .await
+        {
+            tracing::error!(run = %run.id, error = %e, "recording a failed run");
+        }
         let message_id = self
             .record_error(run.project_id, reason)
             .await

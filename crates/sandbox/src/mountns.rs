@@ -54,6 +54,9 @@ impl MountNs {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C or a SIGTERM to the server's group must not end
+            // it before the server has stopped the sandboxes in order.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| setup(format!("creating the sandboxes' mount namespace: {e}")))?;

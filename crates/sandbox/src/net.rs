@@ -62,6 +62,8 @@ impl NetNs {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            // Its own process group (see MountNs::create).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| SandboxError::Setup(format!("creating a network namespace: {e}")))?;

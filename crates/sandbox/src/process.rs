@@ -351,6 +351,10 @@ impl SandboxSpec {
             .stdin(Stdio::from(file))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group: signals to the server's group (Ctrl-C, a supervisor's
+            // SIGTERM) reach the server, which stops the sandboxes in order; they end with it
+            // anyway (--die-with-parent).
+            .process_group(0)
             .kill_on_drop(true);
         Ok(cmd)
     }
