@@ -42,6 +42,7 @@ pub fn SignInPage() -> impl IntoView {
     let query = use_query_map();
     let next = Memo::new(move |_| query.read().get("next").unwrap_or_default());
     let action = ServerAction::<SignIn>::new();
+    let (email, password) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     Effect::new(move |_| {
         if let Some(Ok(_)) = action.value().get() {
             go(&next.get_untracked());
@@ -51,24 +52,35 @@ pub fn SignInPage() -> impl IntoView {
         Some(Err(e)) => Some(view! { <ErrorNote message=e.message().to_owned() /> }),
         _ => None,
     };
+    // A real form (it works before hydration); once hydrated, submitting calls the action.
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if !action.pending().get_untracked() {
+            action.dispatch(SignIn {
+                email: email.get_untracked(),
+                password: password.get_untracked(),
+                next: next.get_untracked(),
+            });
+        }
+    };
     view! {
         <Title text="Sign in" />
         <Card title="Sign in to CodeFlux">
-            <ActionForm action attr:class="mt-6 space-y-4">
+            <form method="post" action="/api/auth/sign_in" class="mt-6 space-y-4" on:submit=submit>
                 <input type="hidden" name="next" prop:value=move || next.get() />
                 <label class=LABEL>
                     "Email"
-                    <input class=INPUT type="email" name="email" required autocomplete="username" inputmode="email" />
+                    <input class=INPUT type="email" name="email" required autocomplete="username" inputmode="email" bind:value=email />
                 </label>
                 <label class=LABEL>
                     "Password"
-                    <input class=INPUT type="password" name="password" required autocomplete="current-password" />
+                    <input class=INPUT type="password" name="password" required autocomplete="current-password" bind:value=password />
                 </label>
                 <div aria-live="polite">{error}</div>
                 <button class=BUTTON type="submit" disabled=move || action.pending().get()>
                     {move || if action.pending().get() { "Signing in…" } else { "Sign in" }}
                 </button>
-            </ActionForm>
+            </form>
             <p class="mt-6 text-sm text-zinc-500 dark:text-zinc-400">
                 "No account yet? "
                 <a class="font-medium text-indigo-600 hover:underline dark:text-indigo-400" href=move || format!("/sign-up?next={}", urlencode(&next.get()))>
@@ -86,6 +98,7 @@ pub fn SignUpPage() -> impl IntoView {
     let next = Memo::new(move |_| query.read().get("next").unwrap_or_default());
     let invite = Memo::new(move |_| query.read().get("invite").unwrap_or_default());
     let action = ServerAction::<SignUp>::new();
+    let (email, password) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     Effect::new(move |_| {
         if let Some(Ok(_)) = action.value().get() {
             go(&next.get_untracked());
@@ -95,29 +108,40 @@ pub fn SignUpPage() -> impl IntoView {
         Some(Err(e)) => Some(view! { <ErrorNote message=e.message().to_owned() /> }),
         _ => None,
     };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if !action.pending().get_untracked() {
+            action.dispatch(SignUp {
+                email: email.get_untracked(),
+                password: password.get_untracked(),
+                invite: invite.get_untracked(),
+                next: next.get_untracked(),
+            });
+        }
+    };
     view! {
         <Title text="Create an account" />
         <Card title="Create your account">
             {move || (!invite.get().is_empty()).then(|| view! {
                 <p class="mt-2 text-sm text-zinc-500 dark:text-zinc-400">"You were invited. Choose your email and a password."</p>
             })}
-            <ActionForm action attr:class="mt-6 space-y-4">
+            <form method="post" action="/api/auth/sign_up" class="mt-6 space-y-4" on:submit=submit>
                 <input type="hidden" name="next" prop:value=move || next.get() />
                 <input type="hidden" name="invite" prop:value=move || invite.get() />
                 <label class=LABEL>
                     "Email"
-                    <input class=INPUT type="email" name="email" required autocomplete="username" inputmode="email" />
+                    <input class=INPUT type="email" name="email" required autocomplete="username" inputmode="email" bind:value=email />
                 </label>
                 <label class=LABEL>
                     "Password"
-                    <input class=INPUT type="password" name="password" required minlength="8" autocomplete="new-password" />
+                    <input class=INPUT type="password" name="password" required minlength="8" autocomplete="new-password" bind:value=password />
                     <span class="mt-1 block text-xs font-normal text-zinc-500 dark:text-zinc-400">"At least 8 characters."</span>
                 </label>
                 <div aria-live="polite">{error}</div>
                 <button class=BUTTON type="submit" disabled=move || action.pending().get()>
                     {move || if action.pending().get() { "Creating…" } else { "Create account" }}
                 </button>
-            </ActionForm>
+            </form>
             <p class="mt-6 text-sm text-zinc-500 dark:text-zinc-400">
                 "Have an account? "
                 <a class="font-medium text-indigo-600 hover:underline dark:text-indigo-400" href=move || format!("/sign-in?next={}", urlencode(&next.get()))>

@@ -83,13 +83,12 @@ fn AccountSection(account: Account) -> impl IntoView {
                 })}
             </dl>
             <div class="mt-4 flex flex-wrap gap-2">
-                <ActionForm action=sign_out>
-                    <button class=SMALL_BUTTON type="submit">"Sign out"</button>
-                </ActionForm>
-                <ActionForm action=sign_out>
-                    <input type="hidden" name="everywhere" value="true" />
-                    <button class=SMALL_BUTTON type="submit" title="Ends every session of this account, on every device">"Sign out everywhere"</button>
-                </ActionForm>
+                <button class=SMALL_BUTTON type="button" on:click=move |_| { sign_out.dispatch(SignOut { everywhere: String::new() }); }>
+                    "Sign out"
+                </button>
+                <button class=SMALL_BUTTON type="button" title="Ends every session of this account, on every device" on:click=move |_| { sign_out.dispatch(SignOut { everywhere: "true".into() }); }>
+                    "Sign out everywhere"
+                </button>
             </div>
         </section>
     }
@@ -99,6 +98,7 @@ fn AccountSection(account: Account) -> impl IntoView {
 fn TokensSection() -> impl IntoView {
     let create = ServerAction::<CreateToken>::new();
     let revoke = ServerAction::<RevokeToken>::new();
+    let name = RwSignal::new(String::new());
     let tokens = Resource::new(
         move || (create.version().get(), revoke.version().get()),
         |_| async { list_tokens().await },
@@ -120,13 +120,17 @@ fn TokensSection() -> impl IntoView {
         <section class=SECTION aria-labelledby="tokens-h">
             <h2 id="tokens-h" class=H2>"API tokens"</h2>
             <p class="mt-1 text-sm text-zinc-500 dark:text-zinc-400">"For scripts: every /api endpoint and the event stream accept them."</p>
-            <ActionForm action=create attr:class="mt-4 flex flex-col gap-2 sm:flex-row sm:items-end">
+            <form class="mt-4 flex flex-col gap-2 sm:flex-row sm:items-end" on:submit=move |ev| {
+                ev.prevent_default();
+                create.dispatch(CreateToken { name: name.get_untracked() });
+                name.set(String::new());
+            }>
                 <label class=format!("{LABEL} grow")>
                     "Name"
-                    <input class=INPUT type="text" name="name" required maxlength="60" placeholder="deploy script" />
+                    <input class=INPUT type="text" name="name" required maxlength="60" placeholder="deploy script" bind:value=name />
                 </label>
                 <button class=format!("{BUTTON} sm:w-auto") type="submit">"Create token"</button>
-            </ActionForm>
+            </form>
             {created}
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
@@ -158,10 +162,9 @@ fn TokenList(list: Vec<ApiToken>, revoke: ServerAction<RevokeToken>) -> impl Int
                                 {t.last_used_at.map(|u| format!(" · last used {}", date(u)))}
                             </p>
                         </div>
-                        <ActionForm action=revoke>
-                            <input type="hidden" name="id" value=id />
-                            <button class=SMALL_BUTTON type="submit">"Revoke"</button>
-                        </ActionForm>
+                        <button class=SMALL_BUTTON type="button" on:click=move |_| { revoke.dispatch(RevokeToken { id: id.clone() }); }>
+                            "Revoke"
+                        </button>
                     </li>
                 }
             }).collect_view()}
@@ -174,6 +177,7 @@ fn TokenList(list: Vec<ApiToken>, revoke: ServerAction<RevokeToken>) -> impl Int
 fn InvitesSection() -> impl IntoView {
     let create = ServerAction::<CreateInvite>::new();
     let revoke = ServerAction::<RevokeInvite>::new();
+    let email = RwSignal::new(String::new());
     let invites = Resource::new(
         move || (create.version().get(), revoke.version().get()),
         |_| async { list_invites().await },
@@ -194,13 +198,17 @@ fn InvitesSection() -> impl IntoView {
         <section class=SECTION aria-labelledby="invites-h">
             <h2 id="invites-h" class=H2>"Invites"</h2>
             <p class="mt-1 text-sm text-zinc-500 dark:text-zinc-400">"A single-use link for someone to create an account."</p>
-            <ActionForm action=create attr:class="mt-4 flex flex-col gap-2 sm:flex-row sm:items-end">
+            <form class="mt-4 flex flex-col gap-2 sm:flex-row sm:items-end" on:submit=move |ev| {
+                ev.prevent_default();
+                create.dispatch(CreateInvite { email: email.get_untracked() });
+                email.set(String::new());
+            }>
                 <label class=format!("{LABEL} grow")>
                     "For (optional)"
-                    <input class=INPUT type="email" name="email" placeholder="colleague@example.com" />
+                    <input class=INPUT type="email" name="email" placeholder="colleague@example.com" bind:value=email />
                 </label>
                 <button class=format!("{BUTTON} sm:w-auto") type="submit">"Create invite"</button>
-            </ActionForm>
+            </form>
             {created}
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
@@ -235,10 +243,9 @@ fn InviteList(list: Vec<Invite>, revoke: ServerAction<RevokeInvite>) -> impl Int
                             <p class="text-xs text-zinc-500 dark:text-zinc-400">{state}</p>
                         </div>
                         {open.then(|| view! {
-                            <ActionForm action=revoke>
-                                <input type="hidden" name="id" value=id.clone() />
-                                <button class=SMALL_BUTTON type="submit">"Withdraw"</button>
-                            </ActionForm>
+                            <button class=SMALL_BUTTON type="button" on:click=move |_| { revoke.dispatch(RevokeInvite { id: id.clone() }); }>
+                                "Withdraw"
+                            </button>
                         })}
                     </li>
                 }
