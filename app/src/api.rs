@@ -213,6 +213,21 @@ pub async fn show_version(
         .await?)
 }
 
+/// Where to open a project on another device, and its QR code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedLink {
+    pub url: String,
+    /// An SVG image (made on the server) of the QR code of `url`.
+    pub svg: String,
+}
+
+/// The project page's public address and its QR code ("open on your phone").
+#[server(endpoint = "projects/share")]
+pub async fn share_link(#[server(default)] id: String) -> Result<SharedLink, ApiError> {
+    let (url, svg) = services()?.share_link(&actor()?, &id).await?;
+    Ok(SharedLink { url, svg })
+}
+
 /// What deleting a project did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleted {

@@ -23,6 +23,7 @@ pub enum Icon {
     External,
     Copy,
     Download,
+    Qr,
 }
 
 impl Icon {
@@ -56,6 +57,9 @@ impl Icon {
             }
             Icon::Copy => "M9 9h10v12H9zM5 15H4a1 1 0 01-1-1V4a1 1 0 011-1h10a1 1 0 011 1v1",
             Icon::Download => "M12 3v12M7 10l5 5 5-5M5 21h14",
+            Icon::Qr => {
+                "M4 4h6v6H4zM14 4h6v6h-6zM4 14h6v6H4zM14 14h2v2h-2zM18 14h2v2h-2zM14 18h2v2h-2zM18 18h2v2h-2zM7 7h0M17 7h0M7 17h0"
+            }
         }
     }
 }
@@ -132,7 +136,7 @@ pub fn ThemeToggle() -> impl IntoView {
         <button
             type="button"
             on:click=toggle
-            class="inline-flex h-9 w-9 items-center justify-center rounded-lg text-zinc-500 hover:bg-zinc-200/70 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-400 dark:hover:bg-zinc-800 dark:hover:text-zinc-100"
+            class="inline-flex h-11 w-11 items-center justify-center rounded-lg text-zinc-500 sm:h-9 sm:w-9 hover:bg-zinc-200/70 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-400 dark:hover:bg-zinc-800 dark:hover:text-zinc-100"
             aria-label=move || theme.get().label()
             title=move || theme.get().label()
         >
@@ -222,7 +226,7 @@ pub fn Brand() -> impl IntoView {
     view! {
         <a
             href="/"
-            class="flex items-center gap-2 rounded-lg px-1 py-1 font-semibold tracking-tight focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500"
+            class="flex min-h-11 items-center gap-2 rounded-lg px-1 py-1 font-semibold tracking-tight focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500"
         >
             <span class="flex h-7 w-7 items-center justify-center rounded-lg bg-indigo-600 text-white">
                 <Svg icon=Icon::Logo class="h-4 w-4" />
@@ -330,7 +334,7 @@ pub fn PromptBox(
                     type="submit"
                     disabled=disabled
                     title=move || problem().unwrap_or_default()
-                    class="inline-flex h-9 shrink-0 items-center gap-1.5 rounded-xl bg-indigo-600 px-3.5 text-sm font-medium text-white hover:bg-indigo-500 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 focus-visible:ring-offset-2 disabled:cursor-not-allowed disabled:bg-zinc-300 disabled:text-zinc-500 dark:focus-visible:ring-offset-zinc-900 dark:disabled:bg-zinc-700 dark:disabled:text-zinc-400"
+                    class="inline-flex h-11 shrink-0 items-center gap-1.5 rounded-xl bg-indigo-600 px-3.5 sm:h-9 text-sm font-medium text-white hover:bg-indigo-500 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 focus-visible:ring-offset-2 disabled:cursor-not-allowed disabled:bg-zinc-300 disabled:text-zinc-500 dark:focus-visible:ring-offset-zinc-900 dark:disabled:bg-zinc-700 dark:disabled:text-zinc-400"
                 >
                     <span>{move || if pending.get() { pending_label } else { button_label }}</span>
                     <Svg icon=Icon::ArrowUp class="h-4 w-4" />

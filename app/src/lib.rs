@@ -61,6 +61,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="theme-color" content="#fafafa" media="(prefers-color-scheme: light)" />
                 <meta name="theme-color" content="#09090b" media="(prefers-color-scheme: dark)" />
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                <link rel="manifest" href="/manifest.webmanifest" />
+                <link rel="apple-touch-icon" href="/icon-192.png" />
+                <meta name="mobile-web-app-capable" content="yes" />
+                <meta name="apple-mobile-web-app-title" content="CodeFlux" />
                 <script>{THEME_BOOT}</script>
                 <link rel="stylesheet" href="/pkg/app.css" />
                 <HydrationScripts options />

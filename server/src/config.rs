@@ -136,6 +136,22 @@ pub struct Config {
     #[arg(long, env = "CODEFLUX_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// A wildcard domain for previews behind a TLS reverse proxy: previews are served at
+    /// <scheme>://<project-id>.<domain>/ (like preview.example.com; the proxy sends
+    /// *.preview.example.com to the app).
+    #[arg(long, env = "CODEFLUX_PREVIEW_DOMAIN")]
+    pub preview_domain: Option<String>,
+
+    /// Ports for previews when the app is reached by an address that is neither localhost nor
+    /// under CODEFLUX_PREVIEW_DOMAIN (one port per previewed project, on the app's address).
+    #[arg(long, env = "CODEFLUX_PREVIEW_PORTS", default_value = "41000-41999")]
+    pub preview_ports: String,
+
+    /// Reverse proxies whose X-Forwarded-For is believed (comma-separated addresses or CIDR
+    /// ranges, like 127.0.0.1,10.0.0.0/8). Others' forwarded headers are ignored.
+    #[arg(long, env = "CODEFLUX_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// More hosts sandboxes may reach on port 443 (comma-separated), besides the npm registry.
     #[arg(long, env = "CODEFLUX_EGRESS_HOSTS", value_delimiter = ',')]
     pub egress_hosts: Vec<String>,

@@ -24,6 +24,72 @@ use codeflux_protocol::AppError;
 
 use crate::routes::AppState;
 
+/// Reverse proxies whose `X-Forwarded-For` is believed.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses addresses and CIDR ranges (`127.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8`).
+    pub fn parse(items: &[String]) -> anyhow::Result<TrustedProxies> {
+        let mut out = Vec::new();
+        for raw in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            let (addr, bits) = match raw.split_once('/') {
+                Some((a, b)) => (a, Some(b)),
+                None => (raw, None),
+            };
+            let ip: IpAddr = addr.parse().map_err(|_| {
+                anyhow::anyhow!("CODEFLUX_TRUSTED_PROXIES: \"{raw}\" is not an address or range")
+            })?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| {
+                    anyhow::anyhow!("CODEFLUX_TRUSTED_PROXIES: bad prefix in \"{raw}\"")
+                })?,
+                None => max,
+            };
+            out.push((ip, bits));
+        }
+        Ok(TrustedProxies(out))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*bits)).unwrap_or(0);
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*bits)).unwrap_or(0);
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the nearest
+    /// address in `X-Forwarded-For` that is not one.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|h| h.trim().parse().ok())
+            .collect();
+        hops.into_iter()
+            .rev()
+            .find(|h| !self.contains(*h))
+            .unwrap_or(peer)
+    }
+}
+
 /// What the guard needs to know, read once at start.
 #[derive(Clone, Debug)]
 pub struct GuardConfig {
@@ -33,6 +99,7 @@ pub struct GuardConfig {
     pub public_origin: String,
     /// The static site's root (files there are served to anyone).
     pub site_root: PathBuf,
+    pub trusted: TrustedProxies,
 }
 
 /// API endpoints that work without an account.
@@ -162,10 +229,11 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             )),
         );
     }
-    let addr = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let addr = cfg.trusted.client(peer, req.headers());
     req.extensions_mut().insert(app::ClientAddr(addr));
 
     let auth = state.services.auth();
@@ -261,7 +329,30 @@ mod tests {
             public_host: "codeflux.test".into(),
             public_origin: "https://codeflux.test:8443".into(),
             site_root: PathBuf::from("/nonexistent"),
+            trusted: TrustedProxies::default(),
         }
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let t =
+            TrustedProxies::parse(&["127.0.0.1".into(), "10.0.0.0/8".into()]).unwrap_or_default();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 10.1.2.3"),
+        );
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(t.client(lo, &h), IpAddr::from([203, 0, 113, 9]));
+        let stranger = IpAddr::from([198, 51, 100, 7]);
+        assert_eq!(
+            t.client(stranger, &h),
+            stranger,
+            "a stranger's header is ignored"
+        );
+        assert!(TrustedProxies::parse(&["nonsense".into()]).is_err());
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        assert!(t.contains("::ffff:10.9.9.9".parse().unwrap_or(lo)));
     }
 
     #[test]

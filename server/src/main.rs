@@ -3,6 +3,8 @@
 mod config;
 mod guard;
 mod preview;
+mod preview_ports;
+mod previews;
 mod routes;
 
 use anyhow::{Context, Result};
@@ -106,8 +108,25 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
         Some(raw) => config::PublicUrl::parse(raw)?,
         None => config::PublicUrl::from_addr(addr),
     };
-    let sandboxes = LocalProvider::new(config.sandbox(addr.port())?)
-        .context("setting up the local sandboxes")?;
+    let ports = previews::parse_ports(&config.preview_ports)?;
+    let mode = previews::PreviewMode::choose(
+        &public,
+        addr.port(),
+        addr.ip(),
+        config.preview_domain.as_deref(),
+        ports,
+    )?;
+    if public.https && matches!(mode, previews::PreviewMode::Ports { .. }) {
+        tracing::warn!(
+            "CODEFLUX_PUBLIC_URL is https but previews would be served over http on their own ports, \
+             which browsers block inside an https page: set CODEFLUX_PREVIEW_DOMAIN (see the README)"
+        );
+    }
+    tracing::info!(previews = %mode.url_template(), "previews");
+    let mut sandbox_cfg = config.sandbox(addr.port())?;
+    sandbox_cfg.preview_url = mode.url_template();
+    sandbox_cfg.dev_env = mode.dev_env();
+    let sandboxes = LocalProvider::new(sandbox_cfg).context("setting up the local sandboxes")?;
     let sandboxes = Arc::new(sandboxes);
     let mut core = config.core();
     core.auth = config.auth(&public);
@@ -127,8 +146,34 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
         public_host: public.host.clone(),
         public_origin: public.origin.clone(),
         site_root: std::path::PathBuf::from(leptos_options.site_root.as_ref()),
+        trusted: guard::TrustedProxies::parse(&config.trusted_proxies)?,
     };
-    let app = routes::router(leptos_options, services, guard, shutdown.clone());
+    let ports = match &mode {
+        previews::PreviewMode::Ports {
+            app_origin,
+            url_host,
+            listen,
+            first,
+            last,
+        } => Some(Arc::new(preview_ports::PreviewPorts::new(
+            *listen,
+            *first,
+            *last,
+            url_host.clone(),
+            app_origin.clone(),
+        )?)),
+        _ => None,
+    };
+    let app = routes::router(
+        leptos_options,
+        services,
+        routes::Setup {
+            guard,
+            previews: mode,
+            ports,
+        },
+        shutdown.clone(),
+    );
 
     // Tests and scripts read this line to learn the port.
     println!("codeflux listening on http://{addr}");

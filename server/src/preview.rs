@@ -22,22 +22,6 @@ use crate::routes::AppState;
 /// Cookies of CodeFlux itself start with this; the preview never sees them.
 const APP_COOKIE_PREFIX: &str = "codeflux";
 
-/// The project a Host header names, if it is a preview host.
-pub fn preview_project(host: &str) -> Option<Uuid> {
-    let name = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
-    let id = name
-        .to_ascii_lowercase()
-        .strip_suffix(".preview.localhost")?
-        .to_owned();
-    Uuid::parse_str(&id).ok()
-}
-
 /// Routes preview hosts to [`proxy`], everything else to the app.
 pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let host = req
@@ -47,10 +31,72 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         .or_else(|| req.uri().host())
         .unwrap_or_default()
         .to_owned();
-    match preview_project(&host) {
+    match state.previews.project_of_host(&host) {
         Some(project) => proxy(state, project, req).await,
         None => next.run(req).await,
     }
+}
+
+/// `/preview/<id>/...` on the app: the stable address of a project's preview (stored in its
+/// versions). Signed in and the project's owner: in the "ports" mode, a redirect to the
+/// project's preview port with its key; in the other modes, to the preview host.
+pub async fn redirect(
+    State(state): State<AppState>,
+    actor: Option<axum::Extension<codeflux_core::Actor>>,
+    axum::extract::Path(params): axum::extract::Path<Vec<(String, String)>>,
+    uri: axum::http::Uri,
+) -> Response {
+    let Some(axum::Extension(actor)) = actor else {
+        return crate::routes::error_response(&codeflux_protocol::AppError::unauthorized(
+            "Sign in first.",
+        ));
+    };
+    let id = params
+        .iter()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let rest = params
+        .iter()
+        .find(|(k, _)| k == "rest")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let project = match state.services.get_project(&actor, &id).await {
+        Ok(p) => p,
+        Err(e) => return page(StatusCode::NOT_FOUND, "No such project", &e.message, None),
+    };
+    let location = match &state.ports {
+        Some(ports) => match ports.port_for(&state, project.id).await {
+            Ok(port) => ports.entry_url(project.id, port, &rest, uri.query()),
+            Err(e) => {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The preview could not open",
+                    &e.to_string(),
+                    Some(10),
+                );
+            }
+        },
+        None => {
+            let base = state
+                .previews
+                .url_template()
+                .replace("{id}", &project.id.to_string());
+            let mut url = format!("{base}{}", rest.trim_start_matches('/'));
+            if let Some(q) = uri.query() {
+                url.push('?');
+                url.push_str(q);
+            }
+            url
+        }
+    };
+    let mut res = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// A small page of our own on the preview host. With `retry`, the page reloads itself after
@@ -97,7 +143,7 @@ fn page(status: StatusCode, title: &str, text: &str, retry: Option<u32>) -> Resp
     res
 }
 
-async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
+pub(crate) async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
     let services = &state.services;
     let navigation = req
         .headers()
@@ -194,8 +240,9 @@ async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
     if let Some(h) = host {
         req.headers_mut().insert("x-forwarded-host", h);
     }
-    req.headers_mut()
-        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(proto) = HeaderValue::from_str(state.previews.scheme()) {
+        req.headers_mut().insert("x-forwarded-proto", proto);
+    }
     // Origin-form for the upstream request line.
     if let Some(pq) = req.uri().path_and_query().cloned()
         && let Ok(uri) = pq.as_str().parse()
@@ -251,21 +298,6 @@ fn strip_app_cookies(headers: &mut axum::http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn preview_hosts_are_recognised() {
-        let id = "01a227f0-1663-70d0-b4d8-61928362b786";
-        assert_eq!(
-            preview_project(&format!("{id}.preview.localhost:3000")).map(|u| u.to_string()),
-            Some(id.to_owned())
-        );
-        assert!(preview_project(&format!("{id}.preview.localhost")).is_some());
-        assert!(preview_project(&format!("{}.PREVIEW.localhost:1", id.to_uppercase())).is_some());
-        assert!(preview_project("127.0.0.1:3000").is_none());
-        assert!(preview_project("localhost:3000").is_none());
-        assert!(preview_project("evil.preview.localhost").is_none());
-        assert!(preview_project(&format!("x.{id}.preview.localhost")).is_none());
-    }
 
     #[test]
     fn app_cookies_are_stripped() {

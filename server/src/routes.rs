@@ -30,6 +30,10 @@ pub struct AppState {
     pub services: Services,
     /// Host allowlist, cross-site refusal, who asks.
     pub guard: std::sync::Arc<crate::guard::GuardConfig>,
+    /// How previews are addressed.
+    pub previews: std::sync::Arc<crate::previews::PreviewMode>,
+    /// Preview listeners (the "ports" mode only).
+    pub ports: Option<std::sync::Arc<crate::preview_ports::PreviewPorts>>,
     /// Cancelled when the server shuts down: ends the open event streams.
     pub shutdown: CancellationToken,
 }
@@ -40,23 +44,35 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
     }
 }
 
+/// What the router is set up with besides the pages.
+pub struct Setup {
+    pub guard: crate::guard::GuardConfig,
+    pub previews: crate::previews::PreviewMode,
+    pub ports: Option<std::sync::Arc<crate::preview_ports::PreviewPorts>>,
+}
+
 pub fn router(
     leptos_options: LeptosOptions,
     services: Services,
-    guard: crate::guard::GuardConfig,
+    setup: Setup,
     shutdown: CancellationToken,
 ) -> Router {
     let routes = generate_route_list(App);
     let state = AppState {
         leptos_options: leptos_options.clone(),
         services: services.clone(),
-        guard: std::sync::Arc::new(guard),
+        guard: std::sync::Arc::new(setup.guard),
+        previews: std::sync::Arc::new(setup.previews),
+        ports: setup.ports,
         shutdown,
     };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/projects/{id}/events", get(events))
         .route("/api/fragments/{id}/zip", get(fragment_zip))
+        .route("/preview/{id}", get(crate::preview::redirect))
+        .route("/preview/{id}/", get(crate::preview::redirect))
+        .route("/preview/{id}/{*rest}", get(crate::preview::redirect))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -147,7 +163,7 @@ struct EventsQuery {
     last_event_id: Option<i64>,
 }
 
-fn error_response(e: &AppError) -> Response {
+pub fn error_response(e: &AppError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut res = (
         status,

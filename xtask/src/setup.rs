@@ -25,6 +25,8 @@ const APT_PACKAGES: &[&str] = &[
     "mount",           // mount/umount: project disks (loop) and workspace overlays
     "e2fsprogs",       // mkfs.ext4: each project's disk image
     "perl-base",       // the sandbox tests' syscall probes (essential in Debian, checked anyway)
+    "nginx-light",     // the deployment test: TLS reverse proxy in front of the app
+    "openssl",         // the deployment test's certificate
 ];
 
 pub fn ensure(paths: &Paths) -> Result<()> {

@@ -111,7 +111,7 @@ fn CodeView(
                         type="button"
                         on:click=copy
                         aria-label="Copy this file"
-                        class="inline-flex h-8 items-center gap-1 rounded-lg px-2 text-xs text-zinc-600 hover:bg-zinc-200/70 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-300 dark:hover:bg-zinc-800"
+                        class="inline-flex h-11 min-w-11 items-center justify-center gap-1 rounded-lg px-2 text-xs text-zinc-600 sm:h-8 sm:min-w-0 hover:bg-zinc-200/70 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-300 dark:hover:bg-zinc-800"
                     >
                         <Svg icon=Icon::Copy class="h-3.5 w-3.5" />
                         {move || if copied.get() { "Copied" } else { "Copy" }}
@@ -119,7 +119,7 @@ fn CodeView(
                     <a
                         href=zip
                         download=""
-                        class="inline-flex h-8 items-center gap-1 rounded-lg px-2 text-xs text-zinc-600 hover:bg-zinc-200/70 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-300 dark:hover:bg-zinc-800"
+                        class="inline-flex h-11 min-w-11 items-center justify-center gap-1 rounded-lg px-2 text-xs text-zinc-600 sm:h-8 sm:min-w-0 hover:bg-zinc-200/70 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-300 dark:hover:bg-zinc-800"
                     >
                         <Svg icon=Icon::Download class="h-3.5 w-3.5" />
                         "Download zip"

@@ -104,7 +104,7 @@ pub fn HomePage() -> impl IntoView {
                         view! {
                             <button
                                 type="button"
-                                class="rounded-full border border-zinc-200 bg-white px-3 py-1.5 text-sm text-zinc-600 hover:border-zinc-300 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:border-zinc-800 dark:bg-zinc-900 dark:text-zinc-300 dark:hover:border-zinc-700 dark:hover:text-white"
+                                class="min-h-11 rounded-full border border-zinc-200 bg-white px-3 py-1.5 text-sm sm:min-h-0 text-zinc-600 hover:border-zinc-300 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:border-zinc-800 dark:bg-zinc-900 dark:text-zinc-300 dark:hover:border-zinc-700 dark:hover:text-white"
                                 title=text
                                 on:click=move |_| prompt.set(text.to_owned())
                             >
@@ -146,7 +146,7 @@ fn TemplatePicker(template: RwSignal<Template>) -> impl IntoView {
                             role="radio"
                             aria-checked=move || (template.get() == t).to_string()
                             on:click=move |_| template.set(t)
-                            class="rounded-md px-2.5 py-1 font-medium text-zinc-500 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 aria-checked:bg-white aria-checked:text-zinc-900 aria-checked:shadow-sm dark:text-zinc-400 dark:aria-checked:bg-zinc-950 dark:aria-checked:text-zinc-100"
+                            class="min-h-11 min-w-11 rounded-md px-2.5 py-1 font-medium text-zinc-500 sm:min-h-0 sm:min-w-0 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 aria-checked:bg-white aria-checked:text-zinc-900 aria-checked:shadow-sm dark:text-zinc-400 dark:aria-checked:bg-zinc-950 dark:aria-checked:text-zinc-100"
                         >
                             {t.label()}
                         </button>

@@ -41,7 +41,7 @@ pub fn PreviewPane() -> impl IntoView {
                 aria-label="Reload the preview"
                 title="Reload"
                 on:click=move |_| ws.preview_nonce.update(|n| *n += 1)
-                class="inline-flex h-8 w-8 items-center justify-center rounded-lg text-zinc-500 hover:bg-zinc-200/70 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-400 dark:hover:bg-zinc-800 dark:hover:text-zinc-100"
+                class="inline-flex h-11 w-11 items-center justify-center rounded-lg text-zinc-500 sm:h-8 sm:w-8 hover:bg-zinc-200/70 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-400 dark:hover:bg-zinc-800 dark:hover:text-zinc-100"
             >
                 <Svg icon=Icon::Reload />
             </button>
@@ -54,7 +54,7 @@ pub fn PreviewPane() -> impl IntoView {
                 rel="noopener"
                 aria-label="Open the preview in a new tab"
                 title="Open in a new tab"
-                class="inline-flex h-8 w-8 items-center justify-center rounded-lg text-zinc-500 hover:bg-zinc-200/70 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-400 dark:hover:bg-zinc-800 dark:hover:text-zinc-100"
+                class="inline-flex h-11 w-11 items-center justify-center rounded-lg text-zinc-500 sm:h-8 sm:w-8 hover:bg-zinc-200/70 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-400 dark:hover:bg-zinc-800 dark:hover:text-zinc-100"
             >
                 <Svg icon=Icon::External />
             </a>

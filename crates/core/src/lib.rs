@@ -350,6 +350,28 @@ impl Services {
             })
     }
 
+    /// The project page's public address and its QR code (SVG), to open it on a phone.
+    pub async fn share_link(&self, actor: &Actor, id: &str) -> Result<(String, String), AppError> {
+        let project = self.get_project(actor, id).await?;
+        let url = format!(
+            "{}/projects/{}",
+            self.auth.config().public_url.trim_end_matches('/'),
+            project.id
+        );
+        let code = qrcode::QrCode::new(url.as_bytes()).map_err(|e| {
+            tracing::error!("QR code: {e}");
+            AppError::internal("The QR code could not be made.")
+        })?;
+        let svg = code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .dark_color(qrcode::render::svg::Color("#000000"))
+            .light_color(qrcode::render::svg::Color("#ffffff"))
+            .build();
+        Ok((url, svg))
+    }
+
     /// Whether the database answers (for /healthz).
     pub async fn health(&self) -> Result<(), AppError> {
         codeflux_db::ping(&self.db).await.map_err(db_error)

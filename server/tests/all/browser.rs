@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{root, start};
 
 /// chromedriver on a free port, killed on drop.
-struct Driver {
+pub struct Driver {
     child: Child,
     url: String,
     _profile: tempfile::TempDir,
@@ -23,7 +23,7 @@ impl Drop for Driver {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -32,7 +32,17 @@ fn free_port() -> u16 {
 }
 
 /// A headless Chromium session; `phone` emulates a 390x844 touch screen.
-async fn browser(width: u32, height: u32, phone: bool) -> (Driver, Client) {
+pub async fn browser(width: u32, height: u32, phone: bool) -> (Driver, Client) {
+    browser_with(width, height, phone, &[]).await
+}
+
+/// [`browser`] with more Chromium arguments (name mapping, certificate errors ignored).
+pub async fn browser_with(
+    width: u32,
+    height: u32,
+    phone: bool,
+    extra: &[String],
+) -> (Driver, Client) {
     let port = free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -57,8 +67,12 @@ async fn browser(width: u32, height: u32, phone: bool) -> (Driver, Client) {
                 format!("--window-size={width},{height}"),
                 format!("--user-data-dir={}", driver._profile.path().display()),
             ],
-        }
+        },
+        "acceptInsecureCerts": true,
     });
+    if let Some(args) = caps["goog:chromeOptions"]["args"].as_array_mut() {
+        args.extend(extra.iter().map(|a| json!(a)));
+    }
     if phone {
         caps["goog:chromeOptions"]["mobileEmulation"] = json!({
             "deviceMetrics": { "width": width, "height": height, "pixelRatio": 2.0, "touch": true, "mobile": true }
@@ -86,12 +100,12 @@ async fn browser(width: u32, height: u32, phone: bool) -> (Driver, Client) {
     }
 }
 
-async fn js(c: &Client, script: &str) -> Value {
+pub async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.expect("script runs")
 }
 
 /// Polls `script` until it returns true.
-async fn wait_js(c: &Client, script: &str, what: &str) {
+pub async fn wait_js(c: &Client, script: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if js(c, script).await == Value::Bool(true) {
@@ -112,12 +126,12 @@ fn output_dir() -> PathBuf {
     dir
 }
 
-async fn screenshot(c: &Client, name: &str) {
+pub async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(output_dir().join(name), png).unwrap();
 }
 
-fn require_site() {
+pub fn require_site() {
     let pkg = root().join("target/site/pkg");
     assert!(
         pkg.join("frontend_bg.wasm").exists(),
@@ -126,7 +140,7 @@ fn require_site() {
     );
 }
 
-const HYDRATED: &str = "return document.body.dataset.hydrated === 'true'";
+pub const HYDRATED: &str = "return document.body.dataset.hydrated === 'true'";
 
 #[tokio::test]
 async fn home_hydrates_and_creating_a_project_lands_on_its_page() {
@@ -664,5 +678,110 @@ async fn accounts_sign_up_settings_sign_out_and_back() {
             "settings closed after signing out",
         )
         .await;
+    }
+}
+
+/// What a finger can hit: buttons, tabs and links (but links inside running text) at least
+/// 44x44 px; no horizontal scroll at 360 px.
+const SMALL_TARGETS: &str = r#"
+    const out = [];
+    for (const e of document.querySelectorAll("button, [role=button], [role=tab], a[href], summary, select")) {
+      const r = e.getBoundingClientRect();
+      const cs = getComputedStyle(e);
+      if (r.width <= 2 || r.height <= 2 || cs.visibility === "hidden" || e.closest("[aria-hidden=true]")) continue;
+      if (e.tagName === "A" && e.closest("p, li")) continue;
+      if (r.width < 44 || r.height < 44)
+        out.push(`${(e.getAttribute("aria-label") || e.innerText || e.tagName).trim().replace(/\s+/g, " ").slice(0, 24)} ${Math.round(r.width)}x${Math.round(r.height)}`);
+    }
+    return out;"#;
+
+#[tokio::test]
+async fn phone_touch_targets_manifest_and_the_qr_code() {
+    require_site();
+    let data = tempfile::tempdir().unwrap();
+    let srv = start(data.path(), None, None);
+    let (_, p) = crate::support::call(
+        &srv.base_url,
+        "projects/create",
+        &[("prompt", "A small app")],
+    )
+    .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    crate::support::sse_until_end(&srv.base_url, &id).await;
+    for (w, h) in [(390, 844), (360, 740)] {
+        let (_driver, c) = browser(w, h, true).await;
+        let mut small = Vec::new();
+        c.goto(&format!("{}/", srv.base_url)).await.unwrap();
+        wait_js(&c, HYDRATED, "hydration").await;
+        let found = js(&c, SMALL_TARGETS).await;
+        small.extend(
+            found
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| format!("home: {v}")),
+        );
+        let overflow = js(
+            &c,
+            "return document.documentElement.scrollWidth > window.innerWidth",
+        )
+        .await;
+        assert_eq!(overflow, json!(false), "home scrolls sideways at {w} px");
+        c.goto(&format!("{}/projects/{id}", srv.base_url))
+            .await
+            .unwrap();
+        wait_js(&c, HYDRATED, "hydration").await;
+        for pane in ["Chat", "Preview", "Code"] {
+            js(&c, &format!("[...document.querySelectorAll('nav[aria-label=Panes] button')].find(b => b.innerText.trim() === '{pane}').click(); return true")).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let found = js(&c, SMALL_TARGETS).await;
+            small.extend(
+                found
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| format!("{pane}: {v}")),
+            );
+            let overflow = js(
+                &c,
+                "return document.documentElement.scrollWidth > window.innerWidth",
+            )
+            .await;
+            assert_eq!(overflow, json!(false), "{pane} scrolls sideways at {w} px");
+        }
+        assert!(small.is_empty(), "targets under 44 px at {w}: {small:?}");
+        if w == 390 {
+            // The web app manifest, installable.
+            let man = js(&c, "return fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())").await;
+            assert_eq!(man["display"], "standalone");
+            assert!(
+                man["icons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["sizes"] == "512x512")
+            );
+            let icon = js(&c, "return fetch('/icon-512.png').then(r => r.status + ' ' + r.headers.get('content-type'))").await;
+            assert_eq!(icon, json!("200 image/png"));
+            // "Open on your phone": a QR code of the project's public address.
+            js(&c, "[...document.querySelectorAll('nav[aria-label=Panes] button')].find(b => b.innerText.trim() === 'Chat').click(); return true").await;
+            c.find(Locator::Css("button[aria-label*='phone']"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_js(&c, "const s = document.querySelector('[data-testid=qr] svg'); return !!s && s.getBoundingClientRect().width >= 150", "the QR code").await;
+            let text = js(
+                &c,
+                "return document.querySelector('[role=dialog]').innerText",
+            )
+            .await;
+            assert!(
+                text.as_str().unwrap().contains(&format!("/projects/{id}")),
+                "{text}"
+            );
+            screenshot(&c, "qr-390.png").await;
+        }
     }
 }

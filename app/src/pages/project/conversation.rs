@@ -114,7 +114,7 @@ fn MessageView(
                     <button
                         type="button"
                         on:click=move |_| on_retry.run(id)
-                        class="mt-2 inline-flex h-8 items-center rounded-lg border border-red-300 px-2.5 text-xs font-medium text-red-800 hover:bg-red-100 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-red-500 dark:border-red-800 dark:text-red-200 dark:hover:bg-red-900/40"
+                        class="mt-2 inline-flex h-11 items-center rounded-lg border border-red-300 px-3 sm:h-8 sm:px-2.5 text-xs font-medium text-red-800 hover:bg-red-100 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-red-500 dark:border-red-800 dark:text-red-200 dark:hover:bg-red-900/40"
                     >
                         "Retry"
                     </button>

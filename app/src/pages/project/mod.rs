@@ -4,6 +4,7 @@
 
 mod conversation;
 mod follow_up;
+mod share;
 mod state;
 
 use codeflux_protocol::{ErrorKind, ProjectView, RunStatus};
@@ -19,6 +20,7 @@ use crate::pages::preview::PreviewPane;
 use crate::time::Stamped;
 use conversation::Conversation;
 use follow_up::FollowUp;
+use share::ShareButton;
 use state::expect_ws;
 pub use state::{Pane, Ws, use_ws};
 
@@ -135,7 +137,7 @@ fn Workspace(view: Stamped<ProjectView>) -> impl IntoView {
                 <a
                     href="/"
                     aria-label="Back to home"
-                    class="inline-flex h-9 w-9 shrink-0 items-center justify-center rounded-lg text-zinc-500 hover:bg-zinc-200/70 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-400 dark:hover:bg-zinc-800 dark:hover:text-zinc-100"
+                    class="inline-flex h-11 w-11 shrink-0 items-center justify-center rounded-lg text-zinc-500 sm:h-9 sm:w-9 hover:bg-zinc-200/70 hover:text-zinc-900 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-zinc-400 dark:hover:bg-zinc-800 dark:hover:text-zinc-100"
                 >
                     <Svg icon=Icon::ArrowLeft />
                 </a>
@@ -158,13 +160,14 @@ fn Workspace(view: Stamped<ProjectView>) -> impl IntoView {
                             type="button"
                             on:click=move |_| { stop.dispatch(CancelRuns { project_id: ws.project_id.to_string() }); }
                             disabled=move || stop.pending().get()
-                            class="inline-flex h-8 items-center gap-1.5 rounded-lg border border-zinc-300 px-2.5 text-xs font-medium hover:bg-zinc-100 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 disabled:opacity-50 dark:border-zinc-700 dark:hover:bg-zinc-800"
+                            class="inline-flex h-11 items-center gap-1.5 rounded-lg border border-zinc-300 px-3 text-xs font-medium sm:h-8 sm:px-2.5 hover:bg-zinc-100 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 disabled:opacity-50 dark:border-zinc-700 dark:hover:bg-zinc-800"
                         >
                             <span class="h-2.5 w-2.5 rounded-sm bg-current"></span>
                             "Stop"
                         </button>
                     })}
                 </span>
+                <ShareButton />
                 <ThemeToggle />
             </TopBarPlain>
     }

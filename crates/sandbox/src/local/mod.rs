@@ -44,6 +44,12 @@ pub struct LocalConfig {
     pub template_cache: PathBuf,
     /// The port previews are reached on (the app's own port).
     pub preview_port: u16,
+    /// A project's preview address, `{id}` standing for the project's id (default:
+    /// `http://{id}.preview.localhost:<preview_port>/`).
+    pub preview_url: String,
+    /// More environment for the dev server and commands (not secrets: the sandbox sees them),
+    /// such as the preview host names the dev server must accept.
+    pub dev_env: Vec<(String, String)>,
     pub max_processes: u32,
     /// Memory of a project's sandbox (dev server and commands together).
     pub memory_bytes: u64,
@@ -104,6 +110,8 @@ impl LocalConfig {
             templates_dir,
             template_cache: cache,
             preview_port,
+            preview_url: format!("http://{{id}}.preview.localhost:{preview_port}/"),
+            dev_env: Vec::new(),
             max_processes: 512,
             memory_bytes,
             disk_bytes: 4096 * 1024 * 1024,
@@ -167,6 +175,13 @@ pub(crate) fn dev_server(template: Template) -> (u16, &'static str) {
             3000,
             "exec node node_modules/next/dist/bin/next dev --turbopack -H 127.0.0.1 -p 3000",
         ),
+    }
+}
+
+impl LocalConfig {
+    /// The preview address of a project.
+    pub fn preview_url_of(&self, id: Uuid) -> String {
+        self.preview_url.replace("{id}", &id.to_string())
     }
 }
 

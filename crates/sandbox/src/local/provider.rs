@@ -363,10 +363,7 @@ impl SandboxProvider for LocalProvider {
     }
 
     fn preview_url(&self, project_id: Uuid) -> String {
-        format!(
-            "http://{project_id}.preview.localhost:{}/",
-            self.0.cfg.preview_port
-        )
+        self.0.cfg.preview_url_of(project_id)
     }
 
     fn preview_state(&self, project_id: Uuid) -> PreviewState {

@@ -194,7 +194,7 @@ impl Runtime {
             spec,
             dev_port,
             dev_enabled: cfg.dev_servers,
-            preview_url: format!("http://{id}.preview.localhost:{}/", cfg.preview_port),
+            preview_url: cfg.preview_url_of(id),
             dev: Mutex::new(DevState::default()),
             installed: Mutex::new(template_pkg),
             last_used: AtomicU64::new(now_secs()),
@@ -386,6 +386,7 @@ fn isolation(cfg: &LocalConfig, uid: u32, root: bool, capped: bool) -> Isolation
     if let Some(ca) = &cfg.npm_cafile {
         env.push(("npm_config_cafile".into(), ca.clone()));
     }
+    env.extend(cfg.dev_env.iter().cloned());
     Isolation {
         uid,
         gid: uid,
