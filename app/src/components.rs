@@ -24,6 +24,9 @@ pub enum Icon {
     Copy,
     Download,
     Qr,
+    Check,
+    Wrench,
+    Brain,
 }
 
 impl Icon {
@@ -57,6 +60,13 @@ impl Icon {
             }
             Icon::Copy => "M9 9h10v12H9zM5 15H4a1 1 0 01-1-1V4a1 1 0 011-1h10a1 1 0 011 1v1",
             Icon::Download => "M12 3v12M7 10l5 5 5-5M5 21h14",
+            Icon::Check => "M20 6L9 17l-5-5",
+            Icon::Wrench => {
+                "M14.7 6.3a1 1 0 000 1.4l1.6 1.6a1 1 0 001.4 0l3.8-3.8a6 6 0 01-7.9 7.9l-6.9 6.9a2.1 2.1 0 01-3-3l6.9-6.9a6 6 0 017.9-7.9z"
+            }
+            Icon::Brain => {
+                "M9 3a3 3 0 00-3 3 3 3 0 00-2 5 3 3 0 002 5 3 3 0 003 3h1V3zM15 3a3 3 0 013 3 3 3 0 012 5 3 3 0 01-2 5 3 3 0 01-3 3h-1V3z"
+            }
             Icon::Qr => {
                 "M4 4h6v6H4zM14 4h6v6h-6zM4 14h6v6H4zM14 14h2v2h-2zM18 14h2v2h-2zM14 18h2v2h-2zM18 18h2v2h-2zM7 7h0M17 7h0M7 17h0"
             }
@@ -327,7 +337,7 @@ pub fn PromptBox(
                     }
                 }
             ></textarea>
-            <div class="flex items-center gap-2 px-2.5 pb-2.5">
+            <div class="flex flex-wrap items-center gap-2 px-2.5 pb-2.5">
                 {children.map(|c| c())}
                 <span class="ml-auto text-xs text-red-600 dark:text-red-400" aria-live="polite">{too_long}</span>
                 <button

@@ -94,6 +94,24 @@ pub fn to_html_lines(path: &str, content: &str) -> Vec<String> {
     out
 }
 
+/// A Markdown code block's lines as highlighted HTML; `lang` is its fence's language tag.
+pub fn code_block_lines(lang: &str, content: &str) -> Vec<String> {
+    let ext = match lang.to_ascii_lowercase().as_str() {
+        "typescript" | "ts" | "tsx" | "javascript" | "js" | "jsx" | "mjs" => "js".to_owned(),
+        "bash" | "sh" | "shell" | "zsh" | "console" | "shellsession" => "sh".to_owned(),
+        "python" | "py" => "py".to_owned(),
+        "rust" | "rs" => "rs".to_owned(),
+        "yaml" | "yml" => "yaml".to_owned(),
+        "markdown" | "md" => "md".to_owned(),
+        other => other
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(12)
+            .collect(),
+    };
+    to_html_lines(&format!("block.{ext}"), content)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,9 @@ mod components;
 #[cfg(feature = "ssr")]
 mod highlight;
 mod live;
+#[cfg(feature = "ssr")]
+mod markdown;
+mod model_picker;
 mod pages;
 mod time;
 

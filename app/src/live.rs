@@ -5,26 +5,9 @@
 //! the live ones (it reconnects by itself with Last-Event-ID). Each run becomes a [`LiveRun`]
 //! until it ends, when the conversation is reloaded from the server.
 
-use codeflux_protocol::{RunEvent, StoredEvent};
+use codeflux_protocol::{RunEvent, StoredEvent, TokenUsage, WorkLog};
 use leptos::prelude::*;
 use uuid::Uuid;
-
-/// One step shown while a run works.
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-#[derive(Clone, Debug, PartialEq)]
-pub enum Step {
-    /// The model's own words (the summary tags removed).
-    Text(String),
-    Tool {
-        call_id: String,
-        name: String,
-        summary: String,
-        /// None while it runs.
-        ok: Option<bool>,
-        exit_code: Option<i32>,
-        tail: String,
-    },
-}
 
 /// A run that has not ended yet.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,9 +16,25 @@ pub struct LiveRun {
     /// The USER message it answers.
     pub message_id: Uuid,
     pub started: bool,
-    pub steps: Vec<Step>,
-    pub files: Vec<String>,
+    /// Its steps so far (the same fold as the stored work log).
+    pub log: WorkLog,
+    /// The latest notice, until the run moves on.
     pub notice: Option<String>,
+    /// Tokens used so far.
+    pub usage: Option<TokenUsage>,
+}
+
+impl LiveRun {
+    pub fn new(run_id: Uuid, message_id: Uuid, started: bool) -> Self {
+        Self {
+            run_id,
+            message_id,
+            started,
+            log: WorkLog::new(run_id),
+            notice: None,
+            usage: None,
+        }
+    }
 }
 
 /// What the page knows of the project's runs, updated by events.
@@ -64,111 +63,49 @@ impl Live {
         let run_id = e.run_id;
         let mut ended = false;
         self.runs.update(|runs| {
-            let find = |runs: &mut Vec<LiveRun>| runs.iter().position(|r| r.run_id == run_id);
-            match e.event {
-                RunEvent::RunQueued { message_id, .. } => {
-                    if find(runs).is_none() {
-                        runs.push(LiveRun {
-                            run_id,
-                            message_id,
-                            started: false,
-                            steps: Vec::new(),
-                            files: Vec::new(),
-                            notice: None,
-                        });
-                    }
+            let pos = runs.iter().position(|r| r.run_id == run_id);
+            match (&e.event, pos) {
+                (RunEvent::RunQueued { message_id, .. }, None) => {
+                    runs.push(LiveRun::new(run_id, *message_id, false));
                 }
-                RunEvent::RunStarted { message_id } => match find(runs) {
-                    Some(i) => runs[i].started = true,
-                    None => runs.push(LiveRun {
-                        run_id,
-                        message_id,
-                        started: true,
-                        steps: Vec::new(),
-                        files: Vec::new(),
-                        notice: None,
-                    }),
-                },
-                RunEvent::TextDelta { text } => {
-                    if let Some(i) = find(runs) {
-                        let r = &mut runs[i];
-                        r.notice = None;
-                        match r.steps.last_mut() {
-                            Some(Step::Text(t)) => t.push_str(&text),
-                            _ => r.steps.push(Step::Text(text)),
-                        }
-                    }
+                (RunEvent::RunStarted { .. }, Some(i)) => runs[i].started = true,
+                (RunEvent::RunStarted { message_id }, None) => {
+                    runs.push(LiveRun::new(run_id, *message_id, true));
                 }
-                RunEvent::TextReset { .. } => {
-                    if let Some(i) = find(runs)
-                        && matches!(runs[i].steps.last(), Some(Step::Text(_)))
-                    {
-                        runs[i].steps.pop();
-                    }
-                }
-                RunEvent::ToolCall {
-                    call_id,
-                    name,
-                    summary,
-                } => {
-                    if let Some(i) = find(runs) {
-                        runs[i].notice = None;
-                        runs[i].steps.push(Step::Tool {
-                            call_id,
-                            name,
-                            summary,
-                            ok: None,
-                            exit_code: None,
-                            tail: String::new(),
-                        });
-                    }
-                }
-                RunEvent::ToolOutput {
-                    call_id,
-                    ok,
-                    exit_code,
-                    tail,
-                } => {
-                    if let Some(i) = find(runs) {
-                        for s in runs[i].steps.iter_mut().rev() {
-                            if let Step::Tool {
-                                call_id: c,
-                                ok: o,
-                                exit_code: x,
-                                tail: t,
-                                ..
-                            } = s
-                                && *c == call_id
-                            {
-                                *o = Some(ok);
-                                *x = exit_code;
-                                *t = tail;
-                                break;
-                            }
-                        }
-                    }
-                }
-                RunEvent::FileWritten { path } => {
-                    if let Some(i) = find(runs)
-                        && !runs[i].files.contains(&path)
-                    {
-                        runs[i].files.push(path);
-                    }
-                }
-                RunEvent::Notice { message } => {
-                    if let Some(i) = find(runs) {
-                        runs[i].notice = Some(message);
-                    }
-                }
-                RunEvent::RunFinished { .. }
-                | RunEvent::RunFailed { .. }
-                | RunEvent::RunCancelled { .. }
-                | RunEvent::RunInterrupted { .. } => {
-                    if let Some(i) = find(runs) {
-                        runs.remove(i);
-                    }
+                (ev, Some(i)) if ev.is_terminal() => {
+                    runs.remove(i);
                     ended = true;
                 }
+                (ev, None) if ev.is_terminal() => ended = true,
+                (RunEvent::Notice { message }, Some(i)) => {
+                    runs[i].notice = Some(message.clone());
+                    runs[i].log.apply(&e.event);
+                }
+                (
+                    RunEvent::Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                        cost_usd,
+                        ..
+                    },
+                    Some(i),
+                ) => runs[i].usage.get_or_insert_with(TokenUsage::default).add(
+                    *prompt_tokens,
+                    *completion_tokens,
+                    *cost_usd,
+                ),
+                (ev, Some(i)) => {
+                    if matches!(
+                        ev,
+                        RunEvent::TextDelta { .. }
+                            | RunEvent::ToolCall { .. }
+                            | RunEvent::Checked { .. }
+                    ) {
+                        runs[i].notice = None;
+                    }
+                    runs[i].log.apply(ev);
+                }
+                _ => {}
             }
         });
         if ended {
@@ -214,9 +151,13 @@ pub fn connect(live: Live, project_id: Uuid, after: i64) {
         "text_delta",
         "text_reset",
         "tool_call",
+        "tool_progress",
         "tool_output",
         "file_written",
         "notice",
+        "checked",
+        "reasoning_delta",
+        "usage",
         "run_finished",
         "run_failed",
         "run_cancelled",
@@ -239,6 +180,7 @@ pub fn connect(live: Live, project_id: Uuid, after: i64) {
 mod tests {
     use super::*;
     use chrono::Utc;
+    use codeflux_protocol::WorkStep;
 
     fn ev(seq: i64, run: Uuid, event: RunEvent) -> StoredEvent {
         StoredEvent {
@@ -296,11 +238,11 @@ mod tests {
             ));
             let r = live.runs.get_untracked()[0].clone();
             assert!(r.started);
-            assert_eq!(r.steps[0], Step::Text("Hello".into()));
+            assert_eq!(r.log.steps[0], WorkStep::Text { text: "Hello".into() });
             assert!(
-                matches!(&r.steps[1], Step::Tool { ok: Some(true), tail, .. } if tail == "a.txt")
+                matches!(&r.log.steps[1], WorkStep::Tool { ok: Some(true), tail, .. } if tail == "a.txt")
             );
-            assert_eq!(r.files, vec!["a.txt"]);
+            assert_eq!(r.log.files(), vec!["a.txt".to_owned()]);
             live.apply(ev(
                 8,
                 run,
@@ -315,7 +257,7 @@ mod tests {
                     reason: "cut".into(),
                 },
             ));
-            assert_eq!(live.runs.get_untracked()[0].steps.len(), 2);
+            assert_eq!(live.runs.get_untracked()[0].log.steps.len(), 2);
             live.apply(ev(10, run, RunEvent::RunCancelled { message_id: msg }));
             assert!(!live.busy());
             assert_eq!(live.ended.get_untracked(), 1);

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_projects_messages_fragments;
 mod m20261129_000002_create_runs_and_events;
 mod m20261202_000003_accounts;
+mod m20261202_000004_message_details;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_projects_messages_fragments::Migration),
             Box::new(m20261129_000002_create_runs_and_events::Migration),
             Box::new(m20261202_000003_accounts::Migration),
+            Box::new(m20261202_000004_message_details::Migration),
         ]
     }
 }

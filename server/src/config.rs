@@ -88,6 +88,16 @@ pub struct Config {
     #[arg(long, env = "CODEFLUX_MAX_STEPS", default_value_t = 30)]
     pub max_steps: usize,
 
+    /// Times the agent is sent back to fix what the automatic check of the app found (type
+    /// check, dev server, page load) before the run ends with a warning. 0: check, never fix.
+    #[arg(long, env = "CODEFLUX_FIX_ROUNDS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub fix_rounds: u32,
+
+    /// Prices for providers that report no cost: `model=PROMPT/COMPLETION,...` in US dollars
+    /// per million tokens (e.g. `gpt-4.1-mini=0.4/1.6`). OpenRouter reports its own costs.
+    #[arg(long, env = "CODEFLUX_MODEL_PRICES", default_value = "", value_parser = parse_prices)]
+    pub model_prices: Prices,
+
     /// Seconds one terminal command of the agent may take.
     #[arg(long, env = "CODEFLUX_COMMAND_TIMEOUT", default_value_t = 300)]
     pub command_timeout_secs: u64,
@@ -158,6 +168,31 @@ pub struct Config {
 }
 
 /// A CPU share: a positive number of CPUs, at most the machine's.
+/// A price table: model -> (USD per million prompt tokens, per million completion tokens).
+#[derive(Clone, Debug, Default)]
+pub struct Prices(pub std::collections::HashMap<String, (f64, f64)>);
+
+fn parse_prices(s: &str) -> Result<Prices, String> {
+    let mut out = std::collections::HashMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (model, prices) = item
+            .rsplit_once('=')
+            .ok_or_else(|| format!("\"{item}\" is not model=PROMPT/COMPLETION"))?;
+        let (p, c) = prices
+            .split_once('/')
+            .ok_or_else(|| format!("\"{item}\": give two prices, PROMPT/COMPLETION"))?;
+        let num = |v: &str| -> Result<f64, String> {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| format!("\"{item}\": \"{v}\" is not a price in dollars"))
+        };
+        out.insert(model.trim().to_owned(), (num(p)?, num(c)?));
+    }
+    Ok(Prices(out))
+}
+
 fn parse_cpus(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
@@ -296,8 +331,10 @@ impl Config {
                 openai_api_key: self.openai_api_key.clone(),
             },
             llm_options: codeflux_core::LlmClientOptions::default(),
+            model_prices: self.model_prices.0.clone(),
             agent: codeflux_core::AgentConfig {
                 max_iterations: self.max_steps.max(1),
+                fix_rounds: self.fix_rounds,
                 command_timeout: std::time::Duration::from_secs(self.command_timeout_secs.max(1)),
                 ..codeflux_core::AgentConfig::default()
             },

@@ -3,6 +3,7 @@
 mod config;
 mod guard;
 mod preview;
+mod preview_inject;
 mod preview_ports;
 mod previews;
 mod routes;

@@ -234,6 +234,10 @@ pub(crate) async fn proxy(state: AppState, project: Uuid, mut req: Request) -> R
     });
 
     let wants_upgrade = req.headers().contains_key(header::UPGRADE);
+    let html_page = navigation && !wants_upgrade && req.method() == axum::http::Method::GET;
+    if html_page {
+        crate::preview_inject::prepare_request(req.headers_mut());
+    }
     let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
     strip_app_cookies(req.headers_mut());
     let host = req.headers().get(header::HOST).cloned();
@@ -273,8 +277,13 @@ pub(crate) async fn proxy(state: AppState, project: Uuid, mut req: Request) -> R
             }
         });
     }
-    let (parts, body) = res.into_parts();
-    Response::from_parts(parts, Body::new(body))
+    let (mut parts, body) = res.into_parts();
+    let body = Body::new(body);
+    if html_page && crate::preview_inject::wants(parts.status, &parts.headers) {
+        let body = crate::preview_inject::inject(&mut parts.headers, body).await;
+        return Response::from_parts(parts, body);
+    }
+    Response::from_parts(parts, body)
 }
 
 fn strip_app_cookies(headers: &mut axum::http::HeaderMap) {

@@ -30,7 +30,7 @@ fn default_file(files: &BTreeMap<String, String>) -> Option<String> {
 pub fn CodePane() -> impl IntoView {
     let ws = use_ws();
     let fragment = Memo::new(move |_| ws.current());
-    let chosen = RwSignal::new(None::<String>);
+    let chosen = ws.code_file;
     // The file shown: the chosen one if this version has it, else the default.
     let file = Memo::new(move |_| {
         let f = fragment.get()?;

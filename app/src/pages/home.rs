@@ -7,6 +7,7 @@ use leptos_router::hooks::use_navigate;
 
 use crate::api::{CreateProject, get_projects, system_status};
 use crate::components::{Brand, ErrorNote, Icon, PromptBox, Svg, TopBar};
+use crate::model_picker::ModelPicker;
 use crate::time::{RelativeTime, Stamped};
 
 const EXAMPLES: [(&str, &str); 4] = [
@@ -35,6 +36,7 @@ pub fn HomePage() -> impl IntoView {
     let create = ServerAction::<CreateProject>::new();
     let prompt = RwSignal::new(String::new());
     let template = RwSignal::new(Template::default());
+    let model = RwSignal::new(String::new());
 
     let navigate = use_navigate();
     Effect::new(move |_| {
@@ -50,6 +52,7 @@ pub fn HomePage() -> impl IntoView {
         create.dispatch(CreateProject {
             prompt: prompt.get_untracked(),
             template: template.get_untracked().as_str().to_owned(),
+            model: model.get_untracked(),
         });
     });
     let error = move || match create.value().get() {
@@ -94,6 +97,7 @@ pub fn HomePage() -> impl IntoView {
                 rows=4
             >
                 <TemplatePicker template />
+                <ModelPicker model />
             </PromptBox>
             <div class="mt-3" aria-live="polite">{error}</div>
 

@@ -79,9 +79,111 @@ pub fn PreviewPane() -> impl IntoView {
             <iframe
                 src=src
                 title="Preview of the app"
+                data-preview="true"
+                on:load=move |_| say_hello()
                 class="absolute inset-0 h-full w-full border-0"
                 allow="clipboard-read; clipboard-write"
             ></iframe>
         </div>
     }
+}
+
+/// Errors kept from the preview, at most.
+#[cfg(feature = "hydrate")]
+const MAX_PREVIEW_ERRORS: usize = 10;
+
+/// The preview frame of the page, if it is there.
+#[cfg(feature = "hydrate")]
+fn preview_frame() -> Option<web_sys::HtmlIFrameElement> {
+    use wasm_bindgen::JsCast;
+    document()
+        .query_selector("iframe[data-preview]")
+        .ok()
+        .flatten()?
+        .dyn_into()
+        .ok()
+}
+
+/// Tells the page in the preview frame that we listen (its error reporter then posts to our
+/// origin, and only to it).
+fn say_hello() {
+    #[cfg(feature = "hydrate")]
+    if let Some(win) = preview_frame().and_then(|f| f.content_window()) {
+        let hello = js_sys::Object::new();
+        if js_sys::Reflect::set(&hello, &"codeflux".into(), &"hello".into()).is_ok()
+            && let Err(e) = win.post_message(&hello, "*")
+        {
+            leptos::logging::warn!("greeting the preview: {e:?}");
+        }
+    }
+}
+
+/// Listens for the errors the preview page reports: only messages from our own preview frame
+/// (the same window object) and from another http(s) origin than the app's count, and only
+/// their text is kept (shown as text, sent only when the person presses "Fix it").
+#[cfg(feature = "hydrate")]
+pub fn listen_for_preview_errors(ws: crate::pages::project::Ws) {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::Closure;
+
+    let own_origin = window().location().origin().unwrap_or_default();
+    let handler =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+            let Some(frame) = preview_frame().and_then(|f| f.content_window()) else {
+                return;
+            };
+            let from_frame = ev
+                .source()
+                .is_some_and(|s| js_sys::Object::is(&s, frame.as_ref()));
+            let origin = ev.origin();
+            if !from_frame
+                || origin == own_origin
+                || !(origin.starts_with("http://") || origin.starts_with("https://"))
+            {
+                return;
+            }
+            let data = ev.data();
+            let field = |k: &str| {
+                js_sys::Reflect::get(&data, &k.into())
+                    .ok()
+                    .and_then(|v| v.as_string())
+                    .unwrap_or_default()
+            };
+            if field("codeflux") != "preview-error" {
+                return;
+            }
+            let line = js_sys::Reflect::get(&data, &"line".into())
+                .ok()
+                .and_then(|v| v.as_f64())
+                .filter(|l| *l > 0.0);
+            let source = field("source");
+            let place = match (source.rsplit('/').next().filter(|s| !s.is_empty()), line) {
+                (Some(file), Some(l)) => format!(" ({file}:{l})"),
+                (Some(file), None) => format!(" ({file})"),
+                _ => String::new(),
+            };
+            let text: String = format!("{}: {}{place}", field("kind"), field("message"))
+                .chars()
+                .take(600)
+                .collect();
+            ws.preview_errors.update(|list| {
+                if list.last() != Some(&text) {
+                    list.push(text);
+                    if list.len() > MAX_PREVIEW_ERRORS {
+                        list.remove(0);
+                    }
+                }
+            });
+        });
+    if let Err(e) =
+        window().add_event_listener_with_callback("message", handler.as_ref().unchecked_ref())
+    {
+        leptos::logging::warn!("listening to the preview: {e:?}");
+        return;
+    }
+    let handler = send_wrapper::SendWrapper::new(handler);
+    on_cleanup(move || {
+        let _ = window()
+            .remove_event_listener_with_callback("message", handler.as_ref().unchecked_ref());
+    });
 }

@@ -55,6 +55,12 @@ pub const REPLY_PROMPT: &str = "You are the friendly voice of an app builder. Gi
 /// Sent when the model answered with text only and no summary.
 pub const CONTINUE_PROMPT: &str = "Continue with the tools until the request is complete. When everything is done, answer with exactly one <task_summary>...</task_summary> block and no tool call.";
 
+/// The same for a model that writes its tool calls as text.
+pub const CONTINUE_TEXT_PROMPT: &str = "You did not call a tool. To act, write <tool_call> blocks as described in the system message (one JSON object with \"name\" and \"arguments\" per block), then stop and wait for the results. When everything is done, answer with exactly one <task_summary>...</task_summary> block and no tool call.";
+
+/// Sent when an answer was cut off at the model's output limit.
+pub const CUT_PROMPT: &str = "Your last answer was cut off at your output limit, so a tool call in it was lost and not run. Continue in smaller pieces: write at most one or two files per createOrUpdateFiles call, and prefer editFile for small changes.";
+
 /// The first user message of a run: the request, and what the project holds.
 pub fn task_message(prompt: &str, files: &[String], follow_up: bool) -> String {
     let mut listing = files

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use codeflux_agent::{AgentConfig, AgentError, EventSink, Task};
 use codeflux_llm::{ClientOptions, Endpoint, LlmClient};
-use codeflux_protocol::{Role, RunEvent, Template};
+use codeflux_protocol::{CheckStatus, Role, RunEvent, Template};
 use codeflux_sandbox::local::{LocalConfig, LocalProvider};
 use codeflux_sandbox::{Sandbox, SandboxProvider};
 use codeflux_test_support::scripted_llm::{ScriptedLlm, Turn};
@@ -40,6 +40,11 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    rig_with(false).await
+}
+
+/// With `dev_servers`, the sandbox runs the app's dev server and the check loads its page.
+async fn rig_with(dev_servers: bool) -> Rig {
     let llm = ScriptedLlm::start().await.unwrap();
     let client = LlmClient::new(
         Endpoint {
@@ -59,7 +64,7 @@ async fn rig() -> Rig {
     let data = tempfile::tempdir().unwrap();
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sandbox-templates");
     let provider = LocalProvider::new(LocalConfig {
-        dev_servers: false,
+        dev_servers,
         ..LocalConfig::new(data.path().to_path_buf(), templates, 3000).with_host_npm()
     })
     .unwrap();
@@ -161,7 +166,13 @@ async fn golden_path_writes_reads_runs_and_summarises() {
         .collect();
     assert_eq!(
         names,
-        vec!["terminal", "createOrUpdateFiles", "readFiles", "editFile"]
+        vec![
+            "terminal",
+            "createOrUpdateFiles",
+            "readFiles",
+            "editFile",
+            "checkApp"
+        ]
     );
     assert!(
         first["messages"][0]["content"]
@@ -286,7 +297,7 @@ async fn tool_failures_go_back_to_the_model() {
 async fn edit_file_changes_exactly_one_place() {
     let r = rig().await;
     r.sandbox
-        .write_file("src/a.ts", "const a = 1;\nconst b = 1;\n")
+        .write_file("src/a.ts", "export const a = 1;\nexport const b = 1;\n")
         .await
         .unwrap();
     r.llm.push([
@@ -315,7 +326,7 @@ async fn edit_file_changes_exactly_one_place() {
     assert!(results[1].starts_with("Edited src/a.ts"), "{}", results[1]);
     assert_eq!(
         r.sandbox.read_file("src/a.ts").await.unwrap(),
-        "const a = 1;\nconst b = 2;\n"
+        "export const a = 1;\nexport const b = 2;\n"
     );
     assert_eq!(out.files_written, vec!["src/a.ts"]);
 }
@@ -402,7 +413,7 @@ async fn context_stays_bounded_over_a_long_run() {
         .map(|i| {
             Turn::tool(
                 "createOrUpdateFiles",
-                json!({"files": [{"path": format!("src/f{i}.ts"), "content": big}]}),
+                json!({"files": [{"path": format!("src/f{i}.ts"), "content": format!("export const s{i} = \"{big}\";\n")}]}),
             )
         })
         .collect();
@@ -442,4 +453,260 @@ async fn context_stays_bounded_over_a_long_run() {
             .to_string()
             .contains("left out to save context")
     );
+}
+
+fn write_app(content: &str) -> Turn {
+    Turn::tool(
+        "createOrUpdateFiles",
+        json!({"files": [{"path": "src/App.tsx", "content": content}]}),
+    )
+}
+
+fn checks(events: &Events) -> Vec<(bool, u32)> {
+    events
+        .all()
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Checked { passed, round, .. } => Some((*passed, *round)),
+            _ => None,
+        })
+        .collect()
+}
+
+const GOOD_APP: &str = "export default function App() {\n  return <h1>Habits</h1>;\n}\n";
+
+/// Each kind of error is found by the check without the model asking, goes back to the model
+/// as the result of a `checkApp` call it did not make, with the file and the message, and is
+/// fixed on the next turn; the result says it was checked.
+#[tokio::test]
+async fn type_compile_and_render_errors_are_found_sent_back_and_fixed() {
+    let r = rig_with(true).await;
+    let cases = [
+        (
+            "type error",
+            "export default function App() {\n  const count: number = \"three\";\n  return <h1>{count}</h1>;\n}\n",
+            vec!["type check", "src/App.tsx:2", "TS2322"],
+        ),
+        (
+            "compile error",
+            "export default function App() {\n  return <h1>Habits</h1;\n}\n",
+            vec!["src/App.tsx"],
+        ),
+        (
+            "render-time exception",
+            "export default function App() {\n  const habits = (window as unknown as { saved?: string[] }).saved;\n  return <ul>{habits!.map((h) => <li key={h}>{h}</li>)}</ul>;\n}\n",
+            vec!["page load", "Cannot read properties of undefined"],
+        ),
+    ];
+    for (what, broken, expected) in cases {
+        r.llm.push([
+            write_app(broken),
+            Turn::text("<task_summary>Built the habits page.</task_summary>"),
+            write_app(GOOD_APP),
+            Turn::text("<task_summary>Fixed the habits page.</task_summary>"),
+        ]);
+        let before = r.llm.agent_requests().len();
+        let events = Events::default();
+        let out = codeflux_agent::run(
+            &r.client,
+            r.sandbox.as_ref(),
+            &events,
+            &task("a habits page"),
+            &AgentConfig::default(),
+        )
+        .await
+        .unwrap();
+        let requests = r.llm.agent_requests();
+        assert_eq!(requests.len() - before, 4, "{what}: one fix round");
+        // The third request carries the unasked check: an assistant call and its result.
+        let msgs = requests[before + 2].messages();
+        let last = msgs.last().unwrap();
+        assert_eq!(last["role"], "tool", "{what}: {last}");
+        assert_eq!(last["tool_call_id"], "cf_check_1");
+        let feedback = last["content"].as_str().unwrap();
+        for e in &expected {
+            assert!(feedback.contains(e), "{what}: {e:?} not in {feedback}");
+        }
+        assert!(feedback.contains("fix round 1 of 3"), "{feedback}");
+        let call = &msgs[msgs.len() - 2];
+        assert_eq!(call["role"], "assistant");
+        assert_eq!(call["tool_calls"][0]["function"]["name"], "checkApp");
+        assert_eq!(call["tool_calls"][0]["id"], "cf_check_1");
+
+        assert_eq!(checks(&events), vec![(false, 0), (true, 1)], "{what}");
+        let report = out.checks.expect("checked");
+        assert!(report.passed(), "{what}: {report:?}");
+        assert_eq!(report.rounds, 1);
+        let page = report.items.iter().find(|i| i.name == "page load").unwrap();
+        assert_eq!(
+            page.status,
+            CheckStatus::Passed,
+            "{what}: the page was loaded"
+        );
+        assert_eq!(out.summary, "Fixed the habits page.");
+        assert!(!out.reply.contains("Warning"), "{}", out.reply);
+    }
+}
+
+/// A model that never fixes: after the rounds the result says so plainly, and no cheerful
+/// reply is asked for.
+#[tokio::test]
+async fn a_model_that_never_fixes_ends_with_an_honest_warning() {
+    let r = rig().await;
+    let broken =
+        "export default function App() {\n  const n: number = \"x\";\n  return <p>{n}</p>;\n}\n";
+    let mut turns = vec![write_app(broken)];
+    turns.extend((0..3).map(|_| Turn::text("<task_summary>All done, it works.</task_summary>")));
+    r.llm.push(turns);
+    let events = Events::default();
+    let cfg = AgentConfig {
+        fix_rounds: 2,
+        ..AgentConfig::default()
+    };
+    let out = codeflux_agent::run(&r.client, r.sandbox.as_ref(), &events, &task("x"), &cfg)
+        .await
+        .unwrap();
+    assert_eq!(checks(&events), vec![(false, 0), (false, 1), (false, 2)]);
+    let report = out.checks.clone().unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.rounds, 2);
+    assert!(
+        out.reply.starts_with("All done, it works.")
+            && out.reply.contains("**Warning:**")
+            && out.reply.contains("after 2 fix rounds")
+            && out.reply.contains("src/App.tsx:2"),
+        "{}",
+        out.reply
+    );
+    // Three agent turns with tools, the title; no reply call (the reply is the warning).
+    assert_eq!(r.llm.agent_requests().len(), 4);
+    assert_eq!(out.requests, 5);
+}
+
+/// A model that answers without tool calls is switched to tool calls written as text; those
+/// are run like native ones.
+#[tokio::test]
+async fn a_model_without_native_tool_calls_is_switched_to_the_text_protocol() {
+    let r = rig().await;
+    r.llm.push([
+        Turn::text("I would create the file src/App.tsx with a heading."),
+        Turn::text("Sure, here is the plan again."),
+        Turn::text(format!(
+            "Writing it now.\n<tool_call>{}</tool_call>",
+            json!({"name": "createOrUpdateFiles", "arguments": {"files": [{"path": "src/App.tsx", "content": GOOD_APP}]}})
+        )),
+        Turn::text("<task_summary>Wrote the page.</task_summary>"),
+    ]);
+    let events = Events::default();
+    let out = codeflux_agent::run(
+        &r.client,
+        r.sandbox.as_ref(),
+        &events,
+        &task("x"),
+        &AgentConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.sandbox.read_file("src/App.tsx").await.unwrap(), GOOD_APP);
+    assert_eq!(out.files_written, vec!["src/App.tsx"]);
+    let reqs = r.llm.requests();
+    // The third request asks in text mode: no tools offered, the protocol in the system prompt.
+    let third = &reqs[2];
+    assert!(!third.has_tools(), "text mode offers no native tools");
+    let system = third.messages()[0]["content"].as_str().unwrap().to_owned();
+    assert!(system.contains("<tool_call>"), "{system}");
+    // The result came back as text the model can read.
+    let fourth = reqs[3].messages();
+    let result = fourth.last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        result.contains("<tool_result name=\"createOrUpdateFiles\">"),
+        "{result}"
+    );
+    assert!(
+        events.all().iter().any(|e| matches!(e, RunEvent::Notice { message } if message.contains("switching to tool calls written as text"))),
+        "the switch is told"
+    );
+}
+
+/// A model that acts in neither way ends early with the cause named, long before the step limit.
+#[tokio::test]
+async fn a_model_that_never_calls_tools_ends_early_naming_the_cause() {
+    let r = rig().await;
+    r.llm
+        .push((0..6).map(|i| Turn::text(format!("Here is how you could build it, part {i}."))));
+    let err = codeflux_agent::run(
+        &r.client,
+        r.sandbox.as_ref(),
+        &Events::default(),
+        &task("x"),
+        &AgentConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, AgentError::NoToolUse { answers: 4, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), "no_tool_use");
+    assert!(err.to_string().contains("scripted") && err.to_string().contains("Pick another model"));
+    assert_eq!(r.llm.requests().len(), 4, "4 of 30 steps used");
+}
+
+/// An answer cut at the output limit: the incomplete tool call is never run, the model is asked
+/// to go on in smaller pieces; cut again and again, the run ends saying why.
+#[tokio::test]
+async fn a_tool_call_cut_at_the_output_limit_is_never_run() {
+    let r = rig().await;
+    let cut_call = |path: &str| {
+        Turn::Raw(vec![
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_cut",
+                "type": "function", "function": {"name": "createOrUpdateFiles",
+                "arguments": format!("{{\"files\": [{{\"path\": \"{path}\", \"content\": \"export const a")}}]}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}).to_string(),
+        ])
+    };
+    r.llm.push([
+        cut_call("src/cut.ts"),
+        write_app(GOOD_APP),
+        Turn::text("<task_summary>Done in smaller pieces.</task_summary>"),
+    ]);
+    let events = Events::default();
+    let out = codeflux_agent::run(
+        &r.client,
+        r.sandbox.as_ref(),
+        &events,
+        &task("x"),
+        &AgentConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.files_written, vec!["src/App.tsx"]);
+    assert!(
+        r.sandbox.read_file("src/cut.ts").await.is_err(),
+        "the cut call never ran"
+    );
+    let second = r.llm.agent_requests()[1].messages();
+    let ask = second.last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ask.contains("cut off"), "{ask}");
+
+    let r = rig().await;
+    r.llm
+        .push((0..3).map(|i| cut_call(&format!("src/c{i}.ts"))));
+    let err = codeflux_agent::run(
+        &r.client,
+        r.sandbox.as_ref(),
+        &Events::default(),
+        &task("x"),
+        &AgentConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AgentError::Truncated(3)), "{err:?}");
+    assert!(err.to_string().contains("output limit"));
 }

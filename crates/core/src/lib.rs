@@ -4,8 +4,10 @@
 
 mod auth;
 mod events;
+mod models;
 mod runs;
 mod seed;
+mod worklog;
 
 use std::sync::Arc;
 
@@ -34,6 +36,9 @@ pub use seed::seed_samples;
 pub struct CoreConfig {
     pub llm: LlmSettings,
     pub llm_options: LlmClientOptions,
+    /// Model -> USD per million prompt and completion tokens, for providers that report no
+    /// cost (CODEFLUX_MODEL_PRICES).
+    pub model_prices: std::collections::HashMap<String, (f64, f64)>,
     pub agent: AgentConfig,
     /// Runs working at the same time across every project.
     pub max_concurrent_runs: usize,
@@ -57,7 +62,8 @@ impl Services {
         let llm = cfg
             .llm
             .resolve()
-            .and_then(|endpoint| LlmClient::new(endpoint, cfg.llm_options.clone()));
+            .and_then(|endpoint| LlmClient::new(endpoint, cfg.llm_options.clone()))
+            .map(|c| c.with_prices(cfg.model_prices.clone()));
         match &llm {
             Ok(c) => {
                 tracing::info!(provider = %c.endpoint().provider, model = %c.endpoint().model, base_url = %c.endpoint().base_url, "model provider")
@@ -110,17 +116,22 @@ impl Services {
 
     /// Creates a project from a prompt (a generated name, the prompt as its first USER
     /// message) and starts its first run. An empty `template` means the default one.
+    ///
+    /// `model` picks one of the provider's models for the run (None or empty: the default);
+    /// an unknown model is refused before anything is stored.
     pub async fn create_project(
         &self,
         actor: &Actor,
         prompt: &str,
         template: Option<&str>,
+        model: Option<&str>,
     ) -> Result<Project, AppError> {
         let prompt = validate::prompt(prompt)?;
         let template = match template.map(str::trim) {
             None | Some("") => Template::default(),
             Some(name) => name.parse::<Template>()?,
         };
+        let model = self.check_model(model).await?;
         let name = generate_name();
         let (project, first) = codeflux_db::create_project(
             &self.db,
@@ -134,7 +145,7 @@ impl Services {
         .await
         .map_err(db_error)?;
         tracing::info!(project = %project.id, name = %project.name, template = %template, "project created");
-        self.runs.enqueue(project.id, first.id).await?;
+        self.runs.enqueue(project.id, first.id, model).await?;
         Ok(project)
     }
 
@@ -171,15 +182,18 @@ impl Services {
             .map_err(db_error)
     }
 
-    /// A follow-up from the person; it runs after the project's current run, if any.
+    /// A follow-up from the person; it runs after the project's current run, if any, with
+    /// `model` if given (an unknown model is refused before anything is stored).
     pub async fn create_message(
         &self,
         actor: &Actor,
         project_id: &str,
         content: &str,
+        model: Option<&str>,
     ) -> Result<Message, AppError> {
         let content = validate::prompt(content)?;
         let project = self.get_project(actor, project_id).await?;
+        let model = self.check_model(model).await?;
         let message = codeflux_db::insert_message(
             &self.db,
             project.id,
@@ -189,7 +203,7 @@ impl Services {
         )
         .await
         .map_err(db_error)?;
-        self.runs.enqueue(project.id, message.id).await?;
+        self.runs.enqueue(project.id, message.id, model).await?;
         Ok(message)
     }
 

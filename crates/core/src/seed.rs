@@ -61,6 +61,7 @@ pub async fn seed_samples(db: &Db) -> Result<usize, AppError> {
                 title: s.title.to_owned(),
                 files,
             },
+            codeflux_db::MessageMeta::default(),
         )
         .await
         .map_err(db_error)?;

@@ -95,7 +95,7 @@ async fn golden_path_and_follow_up(backend: Backend) {
     ]);
     let project = r
         .services
-        .create_project(&Actor::Local, "Build a counter", None)
+        .create_project(&Actor::Local, "Build a counter", None, None)
         .await
         .unwrap();
     let pid = project.id.to_string();
@@ -122,6 +122,22 @@ async fn golden_path_and_follow_up(backend: Backend) {
         (Role::Assistant, MessageKind::Result)
     );
     assert_eq!(msgs[1].content, "Your app is ready to try.");
+    // What the run cost, as the provider counted it (each scripted answer: 100 + 20 tokens;
+    // two agent turns, the title and the reply), the model, the run and the check.
+    let usage = msgs[1].usage.unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (400, 80));
+    assert_eq!(usage.cost_usd, None, "no cost reported and no price table");
+    assert_eq!(msgs[1].model.as_deref(), Some("scripted"));
+    assert!(msgs[1].run_id.is_some());
+    let checks = msgs[1].checks.as_ref().expect("checked");
+    assert!(checks.passed(), "{checks:?}");
+    assert!(
+        checks
+            .items
+            .iter()
+            .any(|i| i.name == "type check" && i.status == codeflux_protocol::CheckStatus::Passed),
+        "{checks:?}"
+    );
     let frag = msgs[1].fragment.as_ref().unwrap();
     assert_eq!(frag.title, "Counter App");
     assert_eq!(frag.files["src/App.tsx"], APP);
@@ -161,7 +177,7 @@ async fn golden_path_and_follow_up(backend: Backend) {
     ]);
     let last = events.last().unwrap().seq;
     r.services
-        .create_message(&Actor::Local, &pid, "Rename the label")
+        .create_message(&Actor::Local, &pid, "Rename the label", None)
         .await
         .unwrap();
     until_runs_end(&r.services, &pid, last, 1).await;
@@ -211,13 +227,13 @@ async fn a_follow_up_during_a_run_waits_its_turn() {
     ]);
     let project = r
         .services
-        .create_project(&Actor::Local, "first", None)
+        .create_project(&Actor::Local, "first", None, None)
         .await
         .unwrap();
     let pid = project.id.to_string();
     assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
     r.services
-        .create_message(&Actor::Local, &pid, "second")
+        .create_message(&Actor::Local, &pid, "second", None)
         .await
         .unwrap();
     let active = r.services.active_runs(&Actor::Local, &pid).await.unwrap();
@@ -263,13 +279,13 @@ async fn cancel_stops_the_run_mid_stream_and_drops_queued_ones() {
     }]);
     let project = r
         .services
-        .create_project(&Actor::Local, "slow one", None)
+        .create_project(&Actor::Local, "slow one", None, None)
         .await
         .unwrap();
     let pid = project.id.to_string();
     assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
     r.services
-        .create_message(&Actor::Local, &pid, "queued follow-up")
+        .create_message(&Actor::Local, &pid, "queued follow-up", None)
         .await
         .unwrap();
     let n = r.services.cancel_runs(&Actor::Local, &pid).await.unwrap();
@@ -316,7 +332,7 @@ async fn without_a_provider_the_run_fails_at_once_saying_what_to_set() {
     );
     let project = r
         .services
-        .create_project(&Actor::Local, "anything", None)
+        .create_project(&Actor::Local, "anything", None, None)
         .await
         .unwrap();
     let pid = project.id.to_string();
@@ -345,7 +361,7 @@ async fn a_model_error_leaves_an_error_message() {
     )]);
     let project = r
         .services
-        .create_project(&Actor::Local, "x", None)
+        .create_project(&Actor::Local, "x", None, None)
         .await
         .unwrap();
     let pid = project.id.to_string();
@@ -377,7 +393,7 @@ async fn restart_marks_working_runs_interrupted_and_starts_queued_ones() {
     )
     .await
     .unwrap();
-    let run1 = codeflux_core::db::insert_run(&db, p1.id, m1.id)
+    let run1 = codeflux_core::db::insert_run(&db, p1.id, m1.id, None)
         .await
         .unwrap();
     codeflux_core::db::mark_running(&db, run1.id).await.unwrap();
@@ -392,7 +408,7 @@ async fn restart_marks_working_runs_interrupted_and_starts_queued_ones() {
     )
     .await
     .unwrap();
-    codeflux_core::db::insert_run(&db, p2.id, m2.id)
+    codeflux_core::db::insert_run(&db, p2.id, m2.id, None)
         .await
         .unwrap();
     r.llm
@@ -426,13 +442,13 @@ async fn the_global_limit_makes_runs_wait_for_a_slot() {
     ]);
     let a = r
         .services
-        .create_project(&Actor::Local, "a", None)
+        .create_project(&Actor::Local, "a", None, None)
         .await
         .unwrap();
     assert!(r.llm.wait_requests(1, Duration::from_secs(10)).await);
     let b = r
         .services
-        .create_project(&Actor::Local, "b", None)
+        .create_project(&Actor::Local, "b", None, None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -465,7 +481,7 @@ async fn replay_from_a_number_gives_only_later_events() {
     ]);
     let project = r
         .services
-        .create_project(&Actor::Local, "x", None)
+        .create_project(&Actor::Local, "x", None, None)
         .await
         .unwrap();
     let pid = project.id.to_string();
@@ -474,4 +490,139 @@ async fn replay_from_a_number_gives_only_later_events() {
     assert_eq!(again.first().unwrap().seq, 4);
     assert_eq!(again.len(), all.len() - 3);
     assert_eq!(again, all[3..].to_vec());
+}
+
+/// A model picked per message is used and recorded; an unknown one is refused before anything
+/// is stored; a price table turns counted tokens into a cost.
+#[tokio::test]
+async fn the_model_is_chosen_per_message_recorded_and_priced() {
+    let r = rig_with(Backend::Sqlite, |c| {
+        c.model_prices = [("scripted-alt".to_owned(), (2.0, 10.0))].into();
+    })
+    .await;
+    let err = r
+        .services
+        .create_project(
+            &Actor::Local,
+            "Build a counter",
+            None,
+            Some("no-such-model"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, codeflux_protocol::ErrorKind::BadInput, "{err:?}");
+    assert!(err.message.contains("no-such-model"), "{}", err.message);
+    assert!(
+        r.services
+            .list_projects(&Actor::Local)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing stored"
+    );
+
+    r.llm.push([
+        Turn::tool(
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "src/App.tsx", "content": APP}]}),
+        ),
+        Turn::text("<task_summary>Built a counter.</task_summary>"),
+    ]);
+    let project = r
+        .services
+        .create_project(&Actor::Local, "Build a counter", None, Some("scripted-alt"))
+        .await
+        .unwrap();
+    let pid = project.id.to_string();
+    until_runs_end(&r.services, &pid, 0, 1).await;
+    let models: Vec<String> = r
+        .llm
+        .requests()
+        .iter()
+        .map(|q| q.body["model"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        models.len() == 4 && models.iter().all(|m| m == "scripted-alt"),
+        "{models:?}"
+    );
+    let msgs = r.services.list_messages(&Actor::Local, &pid).await.unwrap();
+    assert_eq!(msgs[1].model.as_deref(), Some("scripted-alt"));
+    let usage = msgs[1].usage.unwrap();
+    // 400 prompt tokens at $2/M and 80 completion tokens at $10/M.
+    let cost = usage.cost_usd.unwrap();
+    assert!((cost - 0.0016).abs() < 1e-9, "{cost}");
+
+    // A follow-up without a model uses the default; an unknown one stores nothing.
+    let before = r
+        .services
+        .list_messages(&Actor::Local, &pid)
+        .await
+        .unwrap()
+        .len();
+    let err = r
+        .services
+        .create_message(&Actor::Local, &pid, "Rename it", Some("gpt-nonexistent"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, codeflux_protocol::ErrorKind::BadInput, "{err:?}");
+    assert_eq!(
+        r.services
+            .list_messages(&Actor::Local, &pid)
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+}
+
+/// Out of steps: what was written is kept as an unfinished version, and the next run starts
+/// from it (the message says so, and it is true).
+#[tokio::test]
+async fn a_run_out_of_steps_keeps_its_files_as_an_unfinished_version() {
+    let r = rig_with(Backend::Sqlite, |c| c.agent.max_iterations = 2).await;
+    r.llm.push([
+        Turn::tool(
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "src/App.tsx", "content": APP}]}),
+        ),
+        Turn::tool("terminal", json!({"command": "echo still going"})),
+    ]);
+    let project = r
+        .services
+        .create_project(&Actor::Local, "Build a counter", None, None)
+        .await
+        .unwrap();
+    let pid = project.id.to_string();
+    let events = until_runs_end(&r.services, &pid, 0, 1).await;
+    assert_eq!(events.last().unwrap().event.kind(), "run_failed");
+    let msgs = r.services.list_messages(&Actor::Local, &pid).await.unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert!(
+        msgs[1].content.contains("kept as an unfinished version")
+            && msgs[1].content.contains("all 2 of its steps"),
+        "{}",
+        msgs[1].content
+    );
+    let frag = msgs[1].fragment.as_ref().expect("an unfinished version");
+    assert_eq!(frag.title, "Unfinished Work");
+    assert_eq!(frag.files["src/App.tsx"], APP);
+
+    // The follow-up's sandbox holds the unfinished files.
+    r.llm.push([
+        Turn::tool("readFiles", json!({"files": ["src/App.tsx"]})),
+        Turn::text("<task_summary>Finished the counter.</task_summary>"),
+    ]);
+    let last = events.last().unwrap().seq;
+    r.services
+        .create_message(&Actor::Local, &pid, "continue", None)
+        .await
+        .unwrap();
+    let events = until_runs_end(&r.services, &pid, last, 1).await;
+    assert_eq!(events.last().unwrap().event.kind(), "run_finished");
+    let read = r.llm.agent_requests().last().unwrap().messages();
+    let result = read.iter().rev().find(|m| m["role"] == "tool").unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(result.contains("MARKER-ONE"), "{result}");
 }

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use codeflux_protocol::{Fragment, Message, MessageKind, Project, Role, Template};
+use codeflux_protocol::{
+    CheckReport, Fragment, Message, MessageKind, Project, Role, Template, TokenUsage,
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
     TransactionTrait,
@@ -59,6 +61,7 @@ pub async fn create_project(db: &Db, new: NewProject) -> Result<(Project, Messag
         new.prompt,
         Role::User,
         MessageKind::Result,
+        MessageMeta::default(),
         now,
     )
     .await?;
@@ -111,6 +114,15 @@ pub async fn list_messages(db: &Db, project_id: Uuid) -> Result<Vec<Message>, Db
         .collect()
 }
 
+/// What an assistant message records of the run that wrote it.
+#[derive(Clone, Debug, Default)]
+pub struct MessageMeta {
+    pub run_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub usage: Option<TokenUsage>,
+    pub checks: Option<CheckReport>,
+}
+
 /// Appends a message to a project (and marks the project as updated).
 pub async fn insert_message(
     db: &Db,
@@ -119,9 +131,21 @@ pub async fn insert_message(
     role: Role,
     kind: MessageKind,
 ) -> Result<Message, DbError> {
+    insert_message_with(db, project_id, content, role, kind, MessageMeta::default()).await
+}
+
+/// Appends a message with what it records of its run.
+pub async fn insert_message_with(
+    db: &Db,
+    project_id: Uuid,
+    content: String,
+    role: Role,
+    kind: MessageKind,
+    meta: MessageMeta,
+) -> Result<Message, DbError> {
     let now = now();
     let txn = db.begin().await?;
-    let row = insert_message_row(&txn, project_id, content, role, kind, now).await?;
+    let row = insert_message_row(&txn, project_id, content, role, kind, meta, now).await?;
     touch_project(&txn, project_id, now).await?;
     txn.commit().await?;
     message_dto(row, None)
@@ -141,6 +165,7 @@ pub async fn insert_result(
     project_id: Uuid,
     content: String,
     fragment: NewFragment,
+    meta: MessageMeta,
 ) -> Result<Message, DbError> {
     let now = now();
     let files = serde_json::to_value(&fragment.files)
@@ -152,6 +177,7 @@ pub async fn insert_result(
         content,
         Role::Assistant,
         MessageKind::Result,
+        meta,
         now,
     )
     .await?;
@@ -177,8 +203,20 @@ async fn insert_message_row(
     content: String,
     role: Role,
     kind: MessageKind,
+    meta: MessageMeta,
     now: DateTime<Utc>,
 ) -> Result<message::Model, DbError> {
+    let json = |what: &str, v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|e| DbError::Corrupt(format!("message {what}: {e}")))
+    };
+    let usage = meta
+        .usage
+        .map(|u| json("usage", serde_json::to_value(u)))
+        .transpose()?;
+    let checks = meta
+        .checks
+        .map(|c| json("checks", serde_json::to_value(c)))
+        .transpose()?;
     Ok(message::ActiveModel {
         id: Set(new_id()),
         project_id: Set(project_id),
@@ -187,6 +225,10 @@ async fn insert_message_row(
         kind: Set(kind.as_str().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
+        run_id: Set(meta.run_id),
+        model: Set(meta.model),
+        usage: Set(usage),
+        checks: Set(checks),
     }
     .insert(conn)
     .await?)
@@ -243,6 +285,12 @@ fn message_dto(m: message::Model, f: Option<fragment::Model>) -> Result<Message,
         created_at: m.created_at,
         updated_at: m.updated_at,
         fragment: f.map(fragment_dto).transpose()?,
+        run_id: m.run_id,
+        model: m.model,
+        // A record that does not read (written by a later version) is left out, not fatal.
+        usage: m.usage.and_then(|u| serde_json::from_value(u).ok()),
+        checks: m.checks.and_then(|c| serde_json::from_value(c).ok()),
+        html: None,
     })
 }
 

@@ -23,11 +23,18 @@ fn run_dto(m: run::Model) -> Result<Run, DbError> {
         created_at: m.created_at,
         started_at: m.started_at,
         finished_at: m.finished_at,
+        model: m.model,
     })
 }
 
-/// A new queued run for the USER message `message_id`.
-pub async fn insert_run(db: &Db, project_id: Uuid, message_id: Uuid) -> Result<Run, DbError> {
+/// A new queued run for the USER message `message_id`, with the model asked for (None: the
+/// server's default).
+pub async fn insert_run(
+    db: &Db,
+    project_id: Uuid,
+    message_id: Uuid,
+    model: Option<String>,
+) -> Result<Run, DbError> {
     let m = run::ActiveModel {
         id: Set(new_id()),
         project_id: Set(project_id),
@@ -38,6 +45,7 @@ pub async fn insert_run(db: &Db, project_id: Uuid, message_id: Uuid) -> Result<R
         created_at: Set(now()),
         started_at: Set(None),
         finished_at: Set(None),
+        model: Set(model),
     }
     .insert(db)
     .await?;
@@ -197,17 +205,7 @@ pub async fn events_after(
         .all(db)
         .await?
         .into_iter()
-        .map(|m| {
-            let event: RunEvent = serde_json::from_value(m.payload)
-                .map_err(|e| DbError::Corrupt(format!("event {}/{}: {e}", m.project_id, m.seq)))?;
-            Ok(StoredEvent {
-                seq: m.seq,
-                project_id: m.project_id,
-                run_id: m.run_id,
-                at: m.created_at,
-                event,
-            })
-        })
+        .map(event_dto)
         .collect()
 }
 
@@ -250,4 +248,38 @@ pub async fn fragment_project(db: &Db, fragment_id: Uuid) -> Result<Option<Uuid>
         .one(db)
         .await?;
     Ok(row)
+}
+
+/// Every event of the given runs of a project, in order (at most `limit`).
+pub async fn events_of_runs(
+    db: &Db,
+    project_id: Uuid,
+    runs: &[Uuid],
+    limit: u64,
+) -> Result<Vec<StoredEvent>, DbError> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    run_event::Entity::find()
+        .filter(run_event::Column::ProjectId.eq(project_id))
+        .filter(run_event::Column::RunId.is_in(runs.iter().copied()))
+        .order_by_asc(run_event::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(event_dto)
+        .collect()
+}
+
+fn event_dto(m: run_event::Model) -> Result<StoredEvent, DbError> {
+    let event: RunEvent = serde_json::from_value(m.payload)
+        .map_err(|e| DbError::Corrupt(format!("event {}/{}: {e}", m.project_id, m.seq)))?;
+    Ok(StoredEvent {
+        seq: m.seq,
+        project_id: m.project_id,
+        run_id: m.run_id,
+        at: m.created_at,
+        event,
+    })
 }

@@ -131,6 +131,7 @@ async fn projects_and_messages_round_trip(backend: Backend) {
             title: "Habit Tracker".into(),
             files: files.clone(),
         },
+        codeflux_db::MessageMeta::default(),
     )
     .await
     .unwrap();

@@ -1,16 +1,20 @@
-//! The streaming client: one request -> a stream of events ending in the whole answer.
+//! The client: one request -> a stream of events ending in the whole answer; retries, the
+//! fallback to non-streamed answers for servers that cannot stream tool calls, the model list.
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use eventsource_stream::Eventsource;
+use codeflux_protocol::ModelInfo;
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::wire::{Chunk, FunctionCall, ToolCall};
-use crate::{ChatRequest, Completion, Endpoint, LlmError, Usage};
+use crate::stream::read_stream;
+use crate::whole::parse_whole;
+use crate::{ChatRequest, Completion, Endpoint, ErrorKind, LlmError, Usage};
 
 /// Timeouts and retry policy.
 #[derive(Clone, Debug)]
@@ -24,6 +28,8 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// A Retry-After longer than this fails the request instead of waiting.
     pub max_retry_after: Duration,
+    /// How long the provider's model list is kept.
+    pub models_ttl: Duration,
 }
 
 impl Default for ClientOptions {
@@ -35,6 +41,7 @@ impl Default for ClientOptions {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(90),
+            models_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -44,6 +51,8 @@ impl Default for ClientOptions {
 pub enum LlmEvent {
     /// Visible text, as it arrives.
     TextDelta(String),
+    /// Reasoning text (shown as "Thinking"; never part of the answer sent back).
+    ReasoningDelta(String),
     /// The model started a tool call (its arguments follow in later chunks).
     ToolCallStarted { index: usize, name: String },
     /// The attempt failed and will be repeated; text streamed so far in this request is void.
@@ -53,8 +62,20 @@ pub enum LlmEvent {
         reason: String,
         wait: Duration,
     },
+    /// Worth telling the person (the client changed how it talks to this model).
+    Notice(String),
     /// The whole answer.
     Done(Completion),
+}
+
+/// What the client learned, shared by its clones (every model of one endpoint).
+#[derive(Default)]
+struct Shared {
+    /// Models whose server failed on streamed tool calls: asked without streaming.
+    no_stream_tools: Mutex<HashSet<String>>,
+    models: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+    /// Model -> (USD per million prompt tokens, per million completion tokens).
+    prices: HashMap<String, (f64, f64)>,
 }
 
 /// A client for one endpoint.
@@ -63,6 +84,7 @@ pub struct LlmClient {
     http: reqwest::Client,
     endpoint: Endpoint,
     opts: ClientOptions,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -71,6 +93,15 @@ impl std::fmt::Debug for LlmClient {
             .field("endpoint", &self.endpoint)
             .finish()
     }
+}
+
+/// What an attempt saw before it failed (decides the fallback to a non-streamed answer).
+#[derive(Default)]
+pub(crate) struct Seen {
+    /// The server answered 200 with an event stream.
+    pub stream_began: bool,
+    pub text: bool,
+    pub tool_call: bool,
 }
 
 impl LlmClient {
@@ -89,19 +120,47 @@ impl LlmClient {
             http,
             endpoint,
             opts,
+            shared: Arc::new(Shared::default()),
         })
+    }
+
+    /// A price table (model -> USD per million prompt and completion tokens) for providers
+    /// that report no cost.
+    pub fn with_prices(mut self, prices: HashMap<String, (f64, f64)>) -> Self {
+        self.shared = Arc::new(Shared {
+            prices,
+            ..Shared::default()
+        });
+        self
+    }
+
+    /// The same endpoint with another model (sharing what the client learned).
+    pub fn with_model(&self, model: &str) -> LlmClient {
+        let mut c = self.clone();
+        c.endpoint.model = model.to_owned();
+        c
     }
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
+    /// The cost of `usage` by the configured price table, if the model is in it.
+    pub fn price(&self, usage: &Usage) -> Option<f64> {
+        let (p, c) = self.shared.prices.get(&self.endpoint.model)?;
+        Some((usage.prompt_tokens as f64 * p + usage.completion_tokens as f64 * c) / 1_000_000.0)
+    }
+
+    fn is_openrouter(&self) -> bool {
+        self.endpoint.provider == "openrouter" || self.endpoint.base_url.contains("openrouter.ai")
+    }
+
     /// Starts a streaming request. Dropping the returned stream cancels it.
     pub fn stream(&self, req: &ChatRequest) -> ChatStream {
         let (tx, rx) = mpsc::channel(64);
-        let body = request_body(&self.endpoint.model, req);
         let this = self.clone();
-        let task = tokio::spawn(async move { this.run(body, tx).await });
+        let req = req.clone();
+        let task = tokio::spawn(async move { this.run(req, tx).await });
         ChatStream { rx, task }
     }
 
@@ -116,7 +175,49 @@ impl LlmClient {
         Err(LlmError::protocol("the answer ended without a result"))
     }
 
-    async fn run(self, body: serde_json::Value, tx: mpsc::Sender<Result<LlmEvent, LlmError>>) {
+    /// The provider's models (its `/models`), kept for `models_ttl`.
+    pub async fn list_models(&self) -> Result<Vec<ModelInfo>, LlmError> {
+        if let Ok(cache) = self.shared.models.lock()
+            && let Some((at, list)) = cache.as_ref()
+            && at.elapsed() < self.opts.models_ttl
+        {
+            return Ok(list.clone());
+        }
+        let mut req = self
+            .http
+            .get(format!("{}/models", self.endpoint.base_url))
+            .timeout(Duration::from_secs(30));
+        if let Some(key) = &self.endpoint.api_key {
+            req = req.header(AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| LlmError::network(describe(&e)))?;
+        let status = res.status();
+        let text = read_limited(res, 16 * 1024 * 1024, self.opts.idle_timeout).await;
+        if !status.is_success() {
+            return Err(LlmError::from_status(status.as_u16(), &text, None));
+        }
+        let list = crate::models::parse_models(&text)?;
+        if let Ok(mut cache) = self.shared.models.lock() {
+            *cache = Some((Instant::now(), list.clone()));
+        }
+        Ok(list)
+    }
+
+    fn streams_tools(&self) -> bool {
+        self.shared
+            .no_stream_tools
+            .lock()
+            .map(|s| !s.contains(&self.endpoint.model))
+            .unwrap_or(true)
+    }
+
+    async fn run(self, req: ChatRequest, tx: mpsc::Sender<Result<LlmEvent, LlmError>>) {
+        let has_tools = !req.tools.is_empty();
+        let mut streaming = !has_tools || self.streams_tools();
+        let mut fell_back = false;
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.opts.backoff_min)
             .with_max_delay(self.opts.backoff_max)
@@ -125,19 +226,67 @@ impl LlmClient {
             .build();
         let mut attempt = 1;
         loop {
-            let err = match self.attempt(&body, &tx).await {
+            let body = self.request_body(&req, streaming);
+            let mut seen = Seen::default();
+            let err = match self.attempt(&body, streaming, &tx, &mut seen).await {
                 Ok(Some(done)) => {
-                    let _ = tx.send(Ok(LlmEvent::Done(done))).await;
+                    if fell_back && !streaming {
+                        self.remember_no_stream(&tx).await;
+                    }
+                    if tx.send(Ok(LlmEvent::Done(done))).await.is_err() {
+                        tracing::debug!("the caller left before the answer was complete");
+                    }
                     return;
                 }
                 Ok(None) => return, // nobody listens any more
                 Err(e) => e,
             };
-            tracing::warn!(kind = err.kind.as_str(), attempt, detail = %err.detail, "model request failed");
+            tracing::warn!(kind = err.kind.as_str(), attempt, streaming, detail = %err.detail, "model request failed");
+            // A server that fails on streamed tool calls (some local servers drop the stream):
+            // once, ask again at once without streaming.
+            let stream_failed = seen.stream_began
+                && (seen.tool_call || !seen.text)
+                && matches!(
+                    err.kind,
+                    ErrorKind::Network | ErrorKind::Protocol | ErrorKind::Server
+                );
+            let says_stream = err.detail.to_lowercase().contains("stream")
+                && matches!(err.kind, ErrorKind::BadRequest | ErrorKind::Server);
+            if streaming
+                && has_tools
+                && !fell_back
+                && (stream_failed || says_stream)
+                && attempt < self.opts.max_attempts
+            {
+                fell_back = true;
+                streaming = false;
+                attempt += 1;
+                let notice = LlmEvent::Retrying {
+                    attempt,
+                    max_attempts: self.opts.max_attempts,
+                    reason: format!(
+                        "{} Asking again without streaming (some servers cannot stream tool calls).",
+                        err.message
+                    ),
+                    wait: Duration::ZERO,
+                };
+                if tx.send(Ok(notice)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            // The answer without streaming failed too: streaming was not the cause.
+            streaming = true;
             let delay = match (err.kind.retryable(), backoff.next()) {
-                (true, Some(d)) => d,
+                (true, Some(d)) if attempt < self.opts.max_attempts => d,
                 _ => {
-                    let _ = tx.send(Err(err)).await;
+                    let mut err = err;
+                    if attempt > 1 {
+                        err.message = format!("{} (CodeFlux tried {attempt} times.)", err.message);
+                    }
+                    if tx.send(Err(err)).await.is_err() {
+                        tracing::debug!("the caller left before the error was told");
+                    }
                     return;
                 }
             };
@@ -149,7 +298,9 @@ impl LlmClient {
                     err.message,
                     wait.as_secs()
                 );
-                let _ = tx.send(Err(err)).await;
+                if tx.send(Err(err)).await.is_err() {
+                    tracing::debug!("the caller left before the error was told");
+                }
                 return;
             }
             let notice = LlmEvent::Retrying {
@@ -169,11 +320,32 @@ impl LlmClient {
         }
     }
 
+    async fn remember_no_stream(&self, tx: &mpsc::Sender<Result<LlmEvent, LlmError>>) {
+        let fresh = self
+            .shared
+            .no_stream_tools
+            .lock()
+            .map(|mut s| s.insert(self.endpoint.model.clone()))
+            .unwrap_or(false);
+        if fresh {
+            tracing::info!(model = %self.endpoint.model, "the server cannot stream tool calls: asking without streaming from now on");
+            let notice = LlmEvent::Notice(format!(
+                "The server of {} cannot stream answers with tool calls; its answers now come whole.",
+                self.endpoint.model
+            ));
+            if tx.send(Ok(notice)).await.is_err() {
+                tracing::debug!("the caller left");
+            }
+        }
+    }
+
     /// One HTTP request. Ok(None): the receiver went away.
     async fn attempt(
         &self,
         body: &serde_json::Value,
+        streaming: bool,
         tx: &mpsc::Sender<Result<LlmEvent, LlmError>>,
+        seen: &mut Seen,
     ) -> Result<Option<Completion>, LlmError> {
         let url = format!("{}/chat/completions", self.endpoint.base_url);
         let mut req = self
@@ -196,7 +368,7 @@ impl LlmClient {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            let text = read_limited(res, 64 * 1024).await;
+            let text = read_limited(res, 64 * 1024, self.opts.idle_timeout).await;
             return Err(LlmError::from_status(status.as_u16(), &text, retry_after));
         }
         let is_sse = res
@@ -205,92 +377,55 @@ impl LlmClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.contains("text/event-stream"));
         if !is_sse {
-            // A server that ignored `stream: true` answers one JSON document.
-            let text = read_limited(res, 16 * 1024 * 1024).await;
-            return parse_whole(&text).map(Some);
-        }
-        self.read_stream(res, tx).await
-    }
-
-    async fn read_stream(
-        &self,
-        res: reqwest::Response,
-        tx: &mpsc::Sender<Result<LlmEvent, LlmError>>,
-    ) -> Result<Option<Completion>, LlmError> {
-        let idle = self.opts.idle_timeout;
-        let bytes = res.bytes_stream();
-        let events = tokio_stream::StreamExt::timeout(bytes, idle)
-            .map(|item| match item {
-                Ok(Ok(b)) => Ok(b),
-                Ok(Err(e)) => Err(StreamError(describe(&e))),
-                Err(_) => Err(StreamError(format!("no data for {} s", idle.as_secs()))),
-            })
-            .eventsource();
-        let mut events = std::pin::pin!(events);
-        let mut acc = Accumulator::default();
-        let mut done = false;
-        while let Some(item) = tokio::select! {
-            i = events.next() => i,
-            () = tx.closed() => return Ok(None),
-        } {
-            let ev = item.map_err(|e| match e {
-                eventsource_stream::EventStreamError::Transport(StreamError(s)) => {
-                    LlmError::network(format!("the answer stopped mid-way: {s}"))
-                }
-                other => LlmError::protocol(other.to_string()),
-            })?;
-            let data = ev.data.trim();
-            if data.is_empty() {
-                continue;
+            // A whole JSON answer: asked for, or the server ignored `stream: true`.
+            let text = read_limited(res, 16 * 1024 * 1024, self.opts.idle_timeout).await;
+            if streaming && text.trim().is_empty() {
+                seen.stream_began = true;
+                return Err(LlmError::cut("the answer was empty"));
             }
-            if data == "[DONE]" {
-                done = true;
-                break;
+            let (done, reasoning) = parse_whole(&text)?;
+            let mut events = Vec::new();
+            if !reasoning.is_empty() {
+                events.push(LlmEvent::ReasoningDelta(reasoning));
             }
-            let chunk: Chunk = serde_json::from_str(data)
-                .map_err(|e| LlmError::protocol(format!("bad chunk ({e}): {}", cut(data, 300))))?;
-            if let Some(err) = chunk.error {
-                let text = err.to_string();
-                let code = err
-                    .get("code")
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|c| u16::try_from(c).ok())
-                    .unwrap_or(502);
-                return Err(LlmError::from_status(
-                    code,
-                    &serde_json::json!({"error": err}).to_string(),
-                    None,
-                )
-                .with_detail(format!("error inside the stream: {text}")));
+            if !done.content.is_empty() {
+                events.push(LlmEvent::TextDelta(done.content.clone()));
             }
-            for event in acc.apply(chunk)? {
-                if tx.send(Ok(event)).await.is_err() {
+            for ev in events {
+                if tx.send(Ok(ev)).await.is_err() {
                     return Ok(None);
                 }
             }
+            return Ok(Some(done));
         }
-        if !done && acc.finish_reason.is_none() {
-            return Err(LlmError::network(
-                "the answer stopped mid-way: the stream closed before it was complete",
-            ));
+        seen.stream_began = true;
+        read_stream(res, self.opts.idle_timeout, tx, seen).await
+    }
+
+    fn request_body(&self, req: &ChatRequest, streaming: bool) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "model": self.endpoint.model,
+            "messages": req.messages,
+            "stream": streaming,
+        });
+        if streaming {
+            body["stream_options"] = serde_json::json!({ "include_usage": true });
         }
-        acc.finish().map(Some)
-    }
-}
-
-impl LlmError {
-    fn with_detail(mut self, detail: String) -> Self {
-        self.detail = detail;
-        self
-    }
-}
-
-#[derive(Debug)]
-struct StreamError(String);
-
-impl std::fmt::Display for StreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        if self.is_openrouter() {
+            // Usage accounting: OpenRouter then reports the cost of each answer.
+            body["usage"] = serde_json::json!({ "include": true });
+        }
+        if !req.tools.is_empty() {
+            body["tools"] = serde_json::json!(req.tools);
+            body["tool_choice"] = serde_json::json!("auto");
+        }
+        if let Some(t) = req.temperature {
+            body["temperature"] = serde_json::json!(t);
+        }
+        if let Some(m) = req.max_tokens {
+            body["max_tokens"] = serde_json::json!(m);
+        }
+        body
     }
 }
 
@@ -312,156 +447,6 @@ impl Drop for ChatStream {
     }
 }
 
-fn request_body(model: &str, req: &ChatRequest) -> serde_json::Value {
-    let mut body = serde_json::json!({
-        "model": model,
-        "messages": req.messages,
-        "stream": true,
-        "stream_options": { "include_usage": true },
-    });
-    if !req.tools.is_empty() {
-        body["tools"] = serde_json::json!(req.tools);
-        body["tool_choice"] = serde_json::json!("auto");
-    }
-    if let Some(t) = req.temperature {
-        body["temperature"] = serde_json::json!(t);
-    }
-    if let Some(m) = req.max_tokens {
-        body["max_tokens"] = serde_json::json!(m);
-    }
-    body
-}
-
-/// Builds the answer from chunks: text, tool calls by index, finish reason, usage.
-#[derive(Default)]
-struct Accumulator {
-    content: String,
-    calls: Vec<PartialCall>,
-    finish_reason: Option<String>,
-    usage: Option<Usage>,
-}
-
-#[derive(Default)]
-struct PartialCall {
-    id: String,
-    name: String,
-    arguments: String,
-}
-
-impl Accumulator {
-    fn apply(&mut self, chunk: Chunk) -> Result<Vec<LlmEvent>, LlmError> {
-        let mut out = Vec::new();
-        if let Some(u) = chunk.usage {
-            self.usage = Some(u);
-        }
-        for choice in chunk.choices {
-            if let Some(reason) = choice.finish_reason {
-                self.finish_reason = Some(reason);
-            }
-            let Some(delta) = choice.delta else { continue };
-            if let Some(text) = delta.content
-                && !text.is_empty()
-            {
-                self.content.push_str(&text);
-                out.push(LlmEvent::TextDelta(text));
-            }
-            for (pos, tc) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
-                let index = tc.index.unwrap_or(pos);
-                if index > 64 {
-                    return Err(LlmError::protocol(format!("tool call index {index}")));
-                }
-                while self.calls.len() <= index {
-                    self.calls.push(PartialCall::default());
-                }
-                let call = &mut self.calls[index];
-                if let Some(id) = tc.id
-                    && call.id.is_empty()
-                {
-                    call.id = id;
-                }
-                if let Some(f) = tc.function {
-                    if let Some(name) = f.name
-                        && !name.is_empty()
-                    {
-                        let started = call.name.is_empty();
-                        call.name.push_str(&name);
-                        if started {
-                            out.push(LlmEvent::ToolCallStarted {
-                                index,
-                                name: call.name.clone(),
-                            });
-                        }
-                    }
-                    if let Some(args) = f.arguments {
-                        call.arguments.push_str(&args);
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn finish(self) -> Result<Completion, LlmError> {
-        let mut tool_calls = Vec::new();
-        for (i, c) in self.calls.into_iter().enumerate() {
-            if c.name.is_empty() && c.arguments.is_empty() {
-                continue;
-            }
-            if c.name.is_empty() {
-                return Err(LlmError::protocol(format!("tool call #{i} has no name")));
-            }
-            tool_calls.push(ToolCall {
-                id: if c.id.is_empty() {
-                    format!("call_{i}")
-                } else {
-                    c.id
-                },
-                kind: "function".to_owned(),
-                function: FunctionCall {
-                    name: c.name,
-                    arguments: c.arguments,
-                },
-            });
-        }
-        Ok(Completion {
-            content: self.content,
-            tool_calls,
-            finish_reason: self.finish_reason,
-            usage: self.usage,
-        })
-    }
-}
-
-/// A non-streamed answer (`chat.completion` object).
-fn parse_whole(text: &str) -> Result<Completion, LlmError> {
-    let v: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| LlmError::protocol(format!("bad JSON answer ({e}): {}", cut(text, 300))))?;
-    let msg = v
-        .pointer("/choices/0/message")
-        .ok_or_else(|| LlmError::protocol(format!("no choices in: {}", cut(text, 300))))?;
-    let content = msg
-        .get("content")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let tool_calls: Vec<ToolCall> = match msg.get("tool_calls") {
-        Some(tc) if !tc.is_null() => serde_json::from_value(tc.clone())
-            .map_err(|e| LlmError::protocol(format!("bad tool_calls: {e}")))?,
-        _ => Vec::new(),
-    };
-    Ok(Completion {
-        content,
-        tool_calls,
-        finish_reason: v
-            .pointer("/choices/0/finish_reason")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned),
-        usage: v
-            .get("usage")
-            .and_then(|u| serde_json::from_value(u.clone()).ok()),
-    })
-}
-
 fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
@@ -475,10 +460,11 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     )
 }
 
-async fn read_limited(res: reqwest::Response, limit: usize) -> String {
+/// The body, at most `limit` bytes; stops when no byte came for `idle`.
+async fn read_limited(res: reqwest::Response, limit: usize, idle: Duration) -> String {
     let mut out = Vec::new();
     let mut body = res.bytes_stream();
-    while let Some(Ok(chunk)) = body.next().await {
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(idle, body.next()).await {
         let room = limit.saturating_sub(out.len());
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if out.len() >= limit {
@@ -488,7 +474,7 @@ async fn read_limited(res: reqwest::Response, limit: usize) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
@@ -502,7 +488,7 @@ fn describe(e: &reqwest::Error) -> String {
     s
 }
 
-fn cut(s: &str, n: usize) -> &str {
+pub(crate) fn cut(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         None => s,
         Some((i, _)) => &s[..i],
@@ -522,35 +508,5 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn chunks_assemble_split_tool_calls() {
-        let mut acc = Accumulator::default();
-        let chunks = [
-            r#"{"choices":[{"delta":{"role":"assistant","content":"Hi "}}]}"#,
-            r#"{"choices":[{"delta":{"content":"there"}}]}"#,
-            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"readFiles","arguments":""}}]}}]}"#,
-            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"files\":"}}]}}]}"#,
-            r#"{"choices":[{"delta":{"tool_calls":[{"index":1,"id":"b","function":{"name":"terminal","arguments":"{\"command\":\"ls\"}"}}]}}]}"#,
-            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"[\"x\"]}"}}]}}]}"#,
-            r#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
-        ];
-        let mut events = Vec::new();
-        for c in chunks {
-            events.extend(acc.apply(serde_json::from_str(c).unwrap()).unwrap());
-        }
-        assert_eq!(events[0], LlmEvent::TextDelta("Hi ".into()));
-        assert!(events.contains(&LlmEvent::ToolCallStarted {
-            index: 1,
-            name: "terminal".into()
-        }));
-        let done = acc.finish().unwrap();
-        assert_eq!(done.content, "Hi there");
-        assert_eq!(done.tool_calls.len(), 2);
-        assert_eq!(done.tool_calls[0].function.arguments, r#"{"files":["x"]}"#);
-        assert_eq!(done.tool_calls[1].id, "b");
-        assert_eq!(done.usage.unwrap().total_tokens, 7);
-        assert_eq!(done.finish_reason.as_deref(), Some("tool_calls"));
     }
 }

@@ -12,7 +12,10 @@
 
 mod client;
 mod error;
+mod models;
 mod provider;
+mod stream;
+mod whole;
 mod wire;
 
 pub use client::{ChatStream, ClientOptions, LlmClient, LlmEvent};

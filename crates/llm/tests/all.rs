@@ -20,6 +20,7 @@ fn fast() -> ClientOptions {
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(50),
         max_retry_after: Duration::from_secs(5),
+        models_ttl: Duration::from_secs(60),
     }
 }
 
@@ -283,9 +284,15 @@ async fn idle_stream_times_out_and_connection_refused_is_a_network_error() {
 #[tokio::test]
 async fn garbage_in_the_stream_is_a_protocol_error() {
     let llm = ScriptedLlm::start().await.unwrap();
-    llm.push([Turn::Raw(vec!["{not json".into()])]);
+    llm.push_aux([Turn::Raw(vec!["{not json".into()])]);
     let c = client(&llm, fast());
-    let err = c.complete(&request()).await.unwrap_err();
+    // Without tools (with tools, a broken stream is asked again without streaming: see
+    // `a_server_that_cannot_stream_tool_calls_is_asked_without_streaming`).
+    let req = ChatRequest {
+        tools: Vec::new(),
+        ..request()
+    };
+    let err = c.complete(&req).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Protocol);
 }
 
@@ -315,4 +322,216 @@ async fn dropping_the_stream_cancels_the_request() {
         "cancellation is immediate"
     );
     gate.notify_waiters();
+}
+
+fn sse(v: serde_json::Value) -> String {
+    v.to_string()
+}
+
+#[tokio::test]
+async fn no_credit_is_told_in_the_providers_words_and_not_retried() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([Turn::status(
+        402,
+        r#"{"error":{"message":"Insufficient credits. Add more using https://openrouter.ai/settings/credits","code":402}}"#,
+    )]);
+    let c = client(&llm, fast());
+    let err = c.complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoCredit);
+    assert!(
+        err.message.contains("no credit") && err.message.contains("\u{201c}Insufficient credits"),
+        "names the cause and quotes the provider: {}",
+        err.message
+    );
+    assert_eq!(
+        llm.requests().len(),
+        1,
+        "a 402 can never succeed: asked once"
+    );
+}
+
+#[tokio::test]
+async fn error_objects_inside_a_200_stream_are_classified_quoted_and_retried_only_when_it_can_help()
+{
+    let llm = ScriptedLlm::start().await.unwrap();
+    let c = client(&llm, fast());
+    // OpenRouter's shape: an error object with no choices, then a mid-stream rate limit after
+    // some text (the choice ends with finish_reason "error"); both are retried.
+    llm.push([
+        Turn::Raw(vec![sse(
+            json!({"error": {"code": 429, "message": "Rate limit exceeded: free-models-per-min."}}),
+        )]),
+        Turn::Raw(vec![
+            sse(json!({"choices": [{"index": 0, "delta": {"content": "Half an ans"}}]})),
+            sse(
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
+                        "error": {"code": 429, "message": "Provider rate limited upstream"}}),
+            ),
+        ]),
+        Turn::text("Whole answer"),
+    ]);
+    let (events, done) = collect(&c, &request()).await;
+    assert_eq!(done.unwrap().content, "Whole answer");
+    let reasons: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            LlmEvent::Retrying { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].contains("rate-limiting") && reasons[0].contains("free-models-per-min"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("Provider rate limited upstream"),
+        "{reasons:?}"
+    );
+    assert_eq!(llm.requests().len(), 3);
+
+    // A context error inside a 200 answer (an error object inside the choice): not retried.
+    llm.push([Turn::Raw(vec![sse(json!({"choices": [{"index": 0, "delta": {},
+        "finish_reason": "error",
+        "error": {"code": "context_length_exceeded", "message": "This model's maximum context length is 8192 tokens."}}]}))])]);
+    let err = c.complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ContextTooLong, "{err:?}");
+    assert!(
+        err.message.contains("context window")
+            && err.message.contains("maximum context length is 8192"),
+        "{}",
+        err.message
+    );
+    assert_eq!(llm.requests().len(), 4, "asked once");
+
+    // A 400 for a too-long context, as OpenAI words it.
+    llm.push([Turn::status(
+        400,
+        r#"{"error":{"message":"Please reduce the length of the messages.","type":"invalid_request_error","code":"context_length_exceeded"}}"#,
+    )]);
+    let err = c.complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ContextTooLong);
+    assert!(err.message.contains("reduce the length"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn parallel_tool_calls_under_one_index_are_told_apart_by_id() {
+    // Ollama sends each parallel call whole in its own chunk, all at index 0.
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([Turn::Raw(vec![
+        sse(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_a",
+            "type": "function", "function": {"name": "terminal", "arguments": "{\"command\":\"ls\"}"}}]}}]})),
+        sse(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_b",
+            "type": "function", "function": {"name": "readFiles", "arguments": "{\"paths\":[\"a\"]}"}}]}}]})),
+        sse(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
+    ])]);
+    let c = client(&llm, fast());
+    let done = c.complete(&request()).await.unwrap();
+    let calls: Vec<(&str, &str, &str)> = done
+        .tool_calls
+        .iter()
+        .map(|t| {
+            (
+                t.id.as_str(),
+                t.function.name.as_str(),
+                t.function.arguments.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("call_a", "terminal", "{\"command\":\"ls\"}"),
+            ("call_b", "readFiles", "{\"paths\":[\"a\"]}")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_stream_tool_calls_is_asked_without_streaming() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([Turn::StreamFails(Box::new(Turn::tool(
+        "terminal",
+        json!({"command": "ls"}),
+    )))]);
+    let c = client(&llm, fast());
+    let (events, done) = collect(&c, &request()).await;
+    let done = done.unwrap();
+    assert_eq!(done.tool_calls.len(), 1);
+    assert_eq!(done.tool_calls[0].function.name, "terminal");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, LlmEvent::Notice(n) if n.contains("cannot stream answers with tool calls"))),
+        "the person is told: {events:?}"
+    );
+    let streams: Vec<bool> = llm
+        .requests()
+        .iter()
+        .map(|r| r.body["stream"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(streams, vec![true, false]);
+
+    // Remembered for the model: the next request with tools goes without streaming at once.
+    llm.push([Turn::StreamFails(Box::new(Turn::text("plain")))]);
+    let done = c.complete(&request()).await.unwrap();
+    assert_eq!(done.content, "plain");
+    assert_eq!(llm.requests().len(), 3);
+    assert_eq!(llm.requests()[2].body["stream"], false);
+    // Without tools, streaming still works for it.
+    llm.push_aux([Turn::text("streamed")]);
+    let req = ChatRequest {
+        tools: Vec::new(),
+        ..request()
+    };
+    assert_eq!(c.complete(&req).await.unwrap().content, "streamed");
+    assert_eq!(llm.requests()[3].body["stream"], true);
+}
+
+#[tokio::test]
+async fn reasoning_is_shown_apart_and_not_part_of_the_answer() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([Turn::Reasoning(
+        "The user wants a greeting; keep it short.".into(),
+        Box::new(Turn::text("Hello!")),
+    )]);
+    let c = client(&llm, fast());
+    let (events, done) = collect(&c, &request()).await;
+    let done = done.unwrap();
+    assert_eq!(done.content, "Hello!");
+    let thinking: String = events
+        .iter()
+        .filter_map(|e| match e {
+            LlmEvent::ReasoningDelta(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(thinking, "The user wants a greeting; keep it short.");
+    let sent_back = serde_json::to_string(&done.to_message()).unwrap();
+    assert!(!sent_back.contains("greeting"), "{sent_back}");
+}
+
+#[tokio::test]
+async fn models_are_listed_from_the_provider_and_cached() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.set_models(&["alpha", "beta"]);
+    let c = client(&llm, fast());
+    let ids: Vec<String> = c
+        .list_models()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, vec!["alpha", "beta"]);
+    llm.set_models(&["gamma"]);
+    let again: Vec<String> = c
+        .list_models()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(again, ids, "cached within the TTL");
+    assert_eq!(llm.models_requests(), 1);
 }

@@ -30,10 +30,32 @@ pub enum RunEvent {
         exit_code: Option<i32>,
         tail: String,
     },
+    /// Output of a command while it runs (bounded per command; the tail comes with its
+    /// `tool_output`).
+    ToolProgress { call_id: String, text: String },
     /// A file was created or changed.
     FileWritten { path: String },
+    /// What one model call used, as the provider counted it.
+    Usage {
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        /// US dollars, when the provider reports it (or a configured price table gives it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+        /// The model that answered.
+        model: String,
+    },
     /// Something worth telling while the run goes on (a retry, a limit).
     Notice { message: String },
+    /// The app was checked after the model proposed to finish.
+    Checked {
+        passed: bool,
+        /// Which fix round this check ends (0: the first check).
+        round: u32,
+        report: crate::CheckReport,
+    },
+    /// Reasoning text from the model (shown collapsed as "Thinking", never sent back).
+    ReasoningDelta { text: String },
     /// The run is done: its reply message and the version it produced (the files themselves
     /// are in the message's fragment).
     RunFinished {
@@ -65,8 +87,12 @@ impl RunEvent {
             RunEvent::TextReset { .. } => "text_reset",
             RunEvent::ToolCall { .. } => "tool_call",
             RunEvent::ToolOutput { .. } => "tool_output",
+            RunEvent::ToolProgress { .. } => "tool_progress",
             RunEvent::FileWritten { .. } => "file_written",
+            RunEvent::Usage { .. } => "usage",
             RunEvent::Notice { .. } => "notice",
+            RunEvent::Checked { .. } => "checked",
+            RunEvent::ReasoningDelta { .. } => "reasoning_delta",
             RunEvent::RunFinished { .. } => "run_finished",
             RunEvent::RunFailed { .. } => "run_failed",
             RunEvent::RunCancelled { .. } => "run_cancelled",
@@ -150,6 +176,9 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The model the run was asked to use (None: the server's default).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ pub struct Project {
 }
 
 /// One message of a project's conversation, with the fragment it produced, if any.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Message {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -127,6 +127,28 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub fragment: Option<Fragment>,
+    /// The run that wrote this assistant message (its steps are that run's events).
+    #[serde(default)]
+    pub run_id: Option<Uuid>,
+    /// The model that answered.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Tokens (and cost) the run's model calls used, as the provider counted them.
+    #[serde(default)]
+    pub usage: Option<crate::TokenUsage>,
+    /// What the check of the app found before the run finished.
+    #[serde(default)]
+    pub checks: Option<crate::CheckReport>,
+    /// The text rendered from Markdown and sanitized, by the server (assistant messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+impl Message {
+    /// The app of this version failed its check (shown as a warning).
+    pub fn warned(&self) -> bool {
+        self.checks.as_ref().is_some_and(|c| !c.passed())
+    }
 }
 
 /// A version of the generated app: the full file snapshot and where its preview lives.

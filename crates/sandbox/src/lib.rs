@@ -7,6 +7,7 @@
 //!   a disk image per project, seccomp, cgroups).
 
 pub mod cgroup;
+pub mod check;
 pub mod disk;
 pub mod fsutil;
 pub mod local;
@@ -75,6 +76,12 @@ pub trait Sandbox: Send + Sync {
     ) -> Result<CommandResult, SandboxError>;
     /// Where the project's live preview is seen.
     fn preview_url(&self) -> String;
+
+    /// Checks the app: the type check, the dev server's errors and a load of the page in a
+    /// headless browser. `None` when this sandbox cannot check.
+    async fn check(&self) -> Result<Option<codeflux_protocol::CheckReport>, SandboxError> {
+        Ok(None)
+    }
 }
 
 /// Where a project's live preview stands.

@@ -86,6 +86,18 @@ impl LogRing {
         out
     }
 
+    /// The lines of what was pushed after the ring's total was `before` (as much as is kept).
+    pub fn since(&self, before: u64) -> Vec<String> {
+        let new = usize::try_from(self.total().saturating_sub(before)).unwrap_or(usize::MAX);
+        let skip = self.buf.len().saturating_sub(new);
+        let bytes: Vec<u8> = self.buf.iter().skip(skip).copied().collect();
+        strip_ansi(&String::from_utf8_lossy(&bytes))
+            .split('\n')
+            .map(|l| shorten(l.trim_end_matches('\r')))
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+
     /// The last `n` lines.
     pub fn tail(&self, n: usize) -> Vec<String> {
         let lines = self.lines();

@@ -150,6 +150,9 @@ impl ServerProcess {
             .env_remove("CODEFLUX_PUBLIC_URL")
             // One person on loopback unless a test turns accounts on (env below wins).
             .env("CODEFLUX_AUTH", "off")
+            // The app is checked after every run; fix rounds ask the model for more turns, so
+            // only the tests about them turn them on.
+            .env("CODEFLUX_FIX_ROUNDS", "0")
             .env("LEPTOS_SITE_ADDR", &addr)
             .env("CODEFLUX_DATA_DIR", &opts.data_dir)
             .env("RUST_LOG", "info")

@@ -50,6 +50,12 @@ pub enum Turn {
     Stall,
     /// Waits this long before answering the turn.
     Delayed(Duration, Box<Turn>),
+    /// Asked with `stream: true`, the answer is a 200 event stream that closes at once with
+    /// nothing in it (as servers that cannot stream tool calls do) and the turn stays queued;
+    /// asked without streaming, the turn's whole answer.
+    StreamFails(Box<Turn>),
+    /// Reasoning text (`reasoning_content` deltas) before the turn.
+    Reasoning(String, Box<Turn>),
 }
 
 impl Turn {
@@ -96,6 +102,17 @@ impl Recorded {
             .is_some_and(|t| !t.is_empty())
     }
 
+    /// An agent's turn: it offers tools, natively or described in the system prompt as
+    /// `<tool_call>` blocks (the text protocol for models without native tool calls).
+    pub fn is_agent_turn(&self) -> bool {
+        self.has_tools()
+            || self
+                .messages()
+                .first()
+                .and_then(|m| m["content"].as_str())
+                .is_some_and(|c| c.contains("<tool_call>"))
+    }
+
     pub fn messages(&self) -> Vec<Value> {
         self.body
             .get("messages")
@@ -111,6 +128,10 @@ struct State {
     aux: VecDeque<Turn>,
     requests: Vec<Recorded>,
     counter: usize,
+    /// What GET /models lists (None: "scripted" and "scripted-alt").
+    models: Option<Vec<String>>,
+    /// GET /models requests answered.
+    models_gets: usize,
 }
 
 /// The running server; stops when dropped.
@@ -173,6 +194,18 @@ impl ScriptedLlm {
         }
     }
 
+    /// The models GET /models lists.
+    pub fn set_models(&self, models: &[&str]) {
+        if let Ok(mut s) = self.state.lock() {
+            s.models = Some(models.iter().map(|m| (*m).to_owned()).collect());
+        }
+    }
+
+    /// How many times GET /models was asked.
+    pub fn models_requests(&self) -> usize {
+        self.state.lock().map(|s| s.models_gets).unwrap_or(0)
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state
@@ -181,11 +214,11 @@ impl ScriptedLlm {
             .unwrap_or_default()
     }
 
-    /// Requests that offered tools (the agent's turns).
+    /// The agent's turns (requests that offered tools, natively or as text).
     pub fn agent_requests(&self) -> Vec<Recorded> {
         self.requests()
             .into_iter()
-            .filter(Recorded::has_tools)
+            .filter(Recorded::is_agent_turn)
             .collect()
     }
 
@@ -233,6 +266,21 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if path.ends_with("/models") {
+        let models = state
+            .lock()
+            .ok()
+            .and_then(|mut s| {
+                s.models_gets += 1;
+                s.models.clone()
+            })
+            .unwrap_or_else(|| vec!["scripted".into(), "scripted-alt".into()]);
+        let data: Vec<Value> = models
+            .iter()
+            .map(|m| json!({"id": m, "object": "model", "owned_by": "scripted"}))
+            .collect();
+        return Ok(json_response(200, &json!({"object": "list", "data": data})));
+    }
     if !path.ends_with("/chat/completions") {
         return Ok(json_response(
             404,
@@ -250,7 +298,8 @@ async fn handle(
         headers,
         body: body.clone(),
     };
-    let tools = recorded.has_tools();
+    let tools = recorded.is_agent_turn();
+    let streaming = body.get("stream").and_then(Value::as_bool) != Some(false);
     let (turn, base) = {
         let Ok(mut s) = state.lock() else {
             return Ok(json_response(
@@ -264,6 +313,19 @@ async fn handle(
         } else {
             s.aux.pop_front().or_else(|| Some(default_aux(&body)))
         };
+        if streaming && let Some(Turn::StreamFails(inner)) = &turn {
+            // Fails streamed, stays queued for the request without streaming.
+            let again = Turn::StreamFails(inner.clone());
+            if tools {
+                s.agent.push_front(again);
+            } else {
+                s.aux.push_front(again);
+            }
+            s.counter += 1;
+            drop(s);
+            arrived.notify_waiters();
+            return Ok(sse(Vec::new(), None, false));
+        }
         s.counter += 1;
         (turn, s.counter * 100)
     };
@@ -274,7 +336,50 @@ async fn handle(
             &json!({"error": {"message": "scripted server: no agent turn queued"}}),
         ));
     };
+    if !streaming && let Some(whole) = whole_answer(&turn, base) {
+        return Ok(whole);
+    }
     Ok(respond(turn, base).await)
+}
+
+/// A non-streamed answer (`chat.completion`), for turns that have one.
+fn whole_answer(turn: &Turn, base: usize) -> Option<Response<Body>> {
+    let (text, calls, reasoning) = match turn {
+        Turn::Text(t) => (t.clone(), Vec::new(), None),
+        Turn::ToolCalls(c) => (String::new(), c.clone(), None),
+        Turn::TextAndTools(t, c) => (t.clone(), c.clone(), None),
+        Turn::StreamFails(inner) => return whole_answer(inner, base),
+        Turn::Reasoning(r, inner) => match inner.as_ref() {
+            Turn::Text(t) => (t.clone(), Vec::new(), Some(r.clone())),
+            Turn::ToolCalls(c) => (String::new(), c.clone(), Some(r.clone())),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let tool_calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (name, args))| {
+            json!({"id": format!("call_{}", base + i), "type": "function",
+                   "function": {"name": name, "arguments": args}})
+        })
+        .collect();
+    let mut message = json!({"role": "assistant", "content": text});
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = json!(tool_calls);
+    }
+    if let Some(r) = reasoning {
+        message["reasoning_content"] = json!(r);
+    }
+    Some(json_response(
+        200,
+        &json!({
+            "id": "chatcmpl-scripted", "object": "chat.completion", "model": "scripted",
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" }}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+        }),
+    ))
 }
 
 fn default_aux(body: &Value) -> Turn {
@@ -355,6 +460,19 @@ fn payloads(turn: &Turn, base: usize) -> Vec<String> {
             out.push(chunk(json!({}), Some("tool_calls")));
         }
         Turn::Raw(raw) => out.extend(raw.iter().cloned()),
+        Turn::Reasoning(r, inner) => {
+            let chars: Vec<char> = r.chars().collect();
+            for piece in chars.chunks(9) {
+                out.push(chunk(
+                    json!({"reasoning_content": piece.iter().collect::<String>()}),
+                    None,
+                ));
+            }
+            let mut rest = payloads(inner, base);
+            rest.remove(0); // the role chunk is already there
+            rest.pop(); // [DONE] comes below
+            out.extend(rest);
+        }
         _ => {}
     }
     out.push("[DONE]".to_owned());

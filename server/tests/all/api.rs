@@ -238,7 +238,7 @@ async fn pages_render_on_the_server() {
     assert_eq!(st, 200);
     assert!(
         html.contains("A pomodoro &lt;b&gt;timer&lt;/b&gt;"),
-        "prompt shown, escaped"
+        "prompt shown, escaped: {html}"
     );
     let (st, html) = get(&format!("{}/", srv.base_url)).await;
     assert_eq!(st, 200);

@@ -435,6 +435,8 @@ async fn ide_flow_prompt_progress_preview_follow_up_stop_code() {
         preview_has("IDE-MARKER-TWO").await,
         "the follow-up shows in the preview"
     );
+    // The run ends after its check.
+    wait_js(&c, "return document.querySelectorAll('[data-kind=result]').length === 2 && !document.querySelector('[data-live-run]')", "the follow-up's reply").await;
 
     // Stop a run.
     let gate2 = std::sync::Arc::new(tokio::sync::Notify::new());

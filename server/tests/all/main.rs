@@ -12,3 +12,4 @@ mod hardening;
 mod runs;
 mod sandbox;
 mod support;
+mod work;

@@ -4,8 +4,11 @@
 
 mod conversation;
 mod follow_up;
+mod message;
 mod share;
 mod state;
+mod usage;
+mod worklog;
 
 use codeflux_protocol::{ErrorKind, ProjectView, RunStatus};
 use leptos::prelude::*;
@@ -17,6 +20,7 @@ use crate::components::{Brand, Icon, Svg, ThemeToggle, TopBar};
 use crate::live::{Live, LiveRun};
 use crate::pages::code::CodePane;
 use crate::pages::preview::PreviewPane;
+use crate::pages::project::usage::ProjectUsage;
 use crate::time::Stamped;
 use conversation::Conversation;
 use follow_up::FollowUp;
@@ -58,14 +62,7 @@ fn Workspace(view: Stamped<ProjectView>) -> impl IntoView {
     live.runs.set(
         active_runs
             .iter()
-            .map(|r| LiveRun {
-                run_id: r.id,
-                message_id: r.message_id,
-                started: r.status == RunStatus::Running,
-                steps: Vec::new(),
-                files: Vec::new(),
-                notice: None,
-            })
+            .map(|r| LiveRun::new(r.id, r.message_id, r.status == RunStatus::Running))
             .collect(),
     );
     let ws = Ws {
@@ -78,8 +75,24 @@ fn Workspace(view: Stamped<ProjectView>) -> impl IntoView {
         preview_url: StoredValue::new(preview_url),
         unseen_version: RwSignal::new(false),
         show: ServerAction::new(),
+        code_file: RwSignal::new(None),
+        logs: RwSignal::new(Vec::new()),
+        model: RwSignal::new(String::new()),
+        preview_errors: RwSignal::new(Vec::new()),
+        send: ServerAction::new(),
     };
     provide_context(ws);
+    // A message sent (prompt box, Retry, Fix it) joins the conversation at once.
+    Effect::new(move |_| {
+        if let Some(Ok(m)) = ws.send.value().get() {
+            ws.preview_errors.set(Vec::new());
+            ws.messages.update(|list| {
+                if !list.iter().any(|x| x.id == m.id) {
+                    list.push(m);
+                }
+            });
+        }
+    });
 
     #[cfg(feature = "hydrate")]
     {
@@ -97,6 +110,17 @@ fn Workspace(view: Stamped<ProjectView>) -> impl IntoView {
                 });
             }
         });
+        // The runs' steps: loaded once the page runs, again whenever a run ended.
+        Effect::new(move |_| {
+            live.ended.track();
+            leptos::task::spawn_local(async move {
+                match crate::api::work_logs(pid.to_string()).await {
+                    Ok(logs) => ws.logs.set(logs),
+                    Err(e) => leptos::logging::warn!("loading the runs' steps: {}", e.message()),
+                }
+            });
+        });
+        crate::pages::preview::listen_for_preview_errors(ws);
         // A run ended: reload the conversation (its reply, its version, or its error).
         Effect::new(move |prev: Option<u32>| {
             let n = live.ended.get();
@@ -145,6 +169,7 @@ fn Workspace(view: Stamped<ProjectView>) -> impl IntoView {
                 <span class="hidden shrink-0 rounded-md bg-zinc-100 px-1.5 py-0.5 text-[11px] text-zinc-500 sm:inline dark:bg-zinc-800 dark:text-zinc-400">
                     {project.template.label()}
                 </span>
+                <ProjectUsage />
                 <span class="ml-auto flex shrink-0 items-center gap-2" aria-live="polite">
                     {move || working().then(|| view! {
                         <span class="flex items-center gap-1.5 text-xs text-indigo-600 dark:text-indigo-400">

@@ -1,10 +1,10 @@
 //! The workspace's shared state, provided as context to every pane.
 
-use codeflux_protocol::{Fragment, Message};
+use codeflux_protocol::{Fragment, Message, WorkLog};
 use leptos::prelude::*;
 use uuid::Uuid;
 
-use crate::api::ShowVersion;
+use crate::api::{CreateMessage, ShowVersion};
 use crate::live::Live;
 
 /// Which pane a phone shows (and, for Preview/Code, which the desktop's right pane shows).
@@ -30,6 +30,16 @@ pub struct Ws {
     pub unseen_version: RwSignal<bool>,
     /// Switches the live preview to a chosen version.
     pub show: ServerAction<ShowVersion>,
+    /// The file the code pane shows (None: the version's main file).
+    pub code_file: RwSignal<Option<String>>,
+    /// The steps of the project's finished runs, loaded after the page starts.
+    pub logs: RwSignal<Vec<WorkLog>>,
+    /// The model chosen for the next message ("": the server's default).
+    pub model: RwSignal<String>,
+    /// Errors the preview page reported while the person used it (newest last, bounded).
+    pub preview_errors: RwSignal<Vec<String>>,
+    /// Sends a follow-up (the prompt box, Retry and Fix it).
+    pub send: ServerAction<CreateMessage>,
 }
 
 impl Ws {
@@ -42,6 +52,27 @@ impl Ws {
     pub fn latest(&self) -> Option<Fragment> {
         self.messages
             .with(|m| m.iter().rev().find_map(|m| m.fragment.clone()))
+    }
+
+    /// The stored steps of a run.
+    pub fn log(&self, run_id: Uuid) -> Option<WorkLog> {
+        self.logs
+            .with(|l| l.iter().find(|l| l.run_id == run_id).cloned())
+    }
+
+    /// Sends a follow-up with the chosen model.
+    pub fn send_message(&self, content: String) {
+        self.send.dispatch(CreateMessage {
+            project_id: self.project_id.to_string(),
+            content,
+            model: self.model.get_untracked(),
+        });
+    }
+
+    /// Opens a file of the shown version in the code pane.
+    pub fn open_file(&self, path: String) {
+        self.code_file.set(Some(path));
+        self.pane.set(Pane::Code);
     }
 
     /// The version the panes show.
@@ -68,6 +99,11 @@ pub(crate) fn expect_ws() -> Ws {
         preview_url: StoredValue::new(String::new()),
         unseen_version: RwSignal::new(false),
         show: ServerAction::new(),
+        code_file: RwSignal::new(None),
+        logs: RwSignal::new(Vec::new()),
+        model: RwSignal::new(String::new()),
+        preview_errors: RwSignal::new(Vec::new()),
+        send: ServerAction::new(),
     })
 }
 

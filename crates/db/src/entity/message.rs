@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "messages")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -13,6 +13,12 @@ pub struct Model {
     pub kind: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub run_id: Option<Uuid>,
+    pub model: Option<String>,
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub usage: Option<Json>,
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub checks: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

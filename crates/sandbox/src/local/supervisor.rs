@@ -82,6 +82,25 @@ impl Runtime {
         self.dev.lock().map(|d| d.log.lines()).unwrap_or_default()
     }
 
+    /// The dev server's output lines after it had printed `before` bytes.
+    pub(super) fn log_since(&self, before: u64) -> Vec<String> {
+        self.dev
+            .lock()
+            .map(|d| d.log.since(before))
+            .unwrap_or_default()
+    }
+
+    /// Starts the dev server now if it is not running, even within its back-off (a check
+    /// wants to know whether it starts).
+    pub(super) fn ensure_dev_server_now(self: &Arc<Self>) {
+        if let Ok(mut d) = self.dev.lock()
+            && matches!(d.phase, Phase::Failed(_))
+        {
+            d.retry_at = None;
+        }
+        self.ensure_dev_server();
+    }
+
     /// (bytes of output kept, bytes of output read in all).
     pub(super) fn log_bytes(&self) -> (usize, u64) {
         self.dev

@@ -6,6 +6,7 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod check;
 mod commands;
 mod devserver;
 mod files;

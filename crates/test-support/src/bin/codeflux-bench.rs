@@ -6,6 +6,8 @@
 //! - the context sent to the model over a scripted 10-step agent run (characters, ~tokens)
 //! - hardening: time added per sandboxed command, another preview's latency beside a CPU hog
 //!   (ratio), the server's memory while a dev server floods its output
+//! - the app check before a run finishes (type check, dev server, page load in Chromium): its
+//!   time and the sandbox's peak memory while it runs
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -123,6 +125,22 @@ async fn sandbox_figures() -> Result<()> {
             template.as_str(),
             mem / (1024 * 1024)
         );
+        for pass in ["first", "again"] {
+            let (report, took, peak) = measure_check(&provider, project, sandbox.as_ref()).await?;
+            let items: Vec<String> = report
+                .items
+                .iter()
+                .map(|i| format!("{} {} ms {:?}", i.name, i.ms, i.status))
+                .collect();
+            println!(
+                "  {:<10} check ({pass}) {:>6.2} s: {}; peak RSS {} MB (+{} MB over the idle sandbox)",
+                template.as_str(),
+                took.as_secs_f64(),
+                items.join(", "),
+                peak / (1024 * 1024),
+                peak.saturating_sub(mem) / (1024 * 1024)
+            );
+        }
         drop(sandbox);
         provider.stop(project).await;
     }
@@ -225,6 +243,29 @@ async fn agent_figures() -> Result<()> {
         out.chars_sent, out.requests, out.iterations
     );
     Ok(())
+}
+
+/// Runs the app check once; its report, wall time and the sandbox's peak RSS meanwhile
+/// (sampled every 50 ms).
+async fn measure_check(
+    provider: &LocalProvider,
+    project: Uuid,
+    sandbox: &dyn codeflux_sandbox::Sandbox,
+) -> Result<(codeflux_protocol::CheckReport, Duration, u64)> {
+    let t0 = Instant::now();
+    let check = sandbox.check();
+    tokio::pin!(check);
+    let mut peak = 0u64;
+    let report = loop {
+        tokio::select! {
+            r = &mut check => break r?,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {
+                peak = peak.max(provider.sandbox_rss(project).unwrap_or(0));
+            }
+        }
+    };
+    let report = report.context("the local sandbox checks")?;
+    Ok((report, t0.elapsed(), peak))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
