@@ -93,6 +93,10 @@ pub struct Config {
     #[arg(long, env = "CODEFLUX_FIX_ROUNDS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
     pub fix_rounds: u32,
 
+    /// Log lines as text (for people) or JSON (one object per line, for log collectors).
+    #[arg(long, env = "CODEFLUX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
     /// Prices for providers that report no cost: `model=PROMPT/COMPLETION,...` in US dollars
     /// per million tokens (e.g. `gpt-4.1-mini=0.4/1.6`). OpenRouter reports its own costs.
     #[arg(long, env = "CODEFLUX_MODEL_PRICES", default_value = "", value_parser = parse_prices)]

@@ -105,7 +105,7 @@ pub struct GuardConfig {
 /// API endpoints that work without an account.
 const OPEN_API: &[&str] = &["/api/auth/sign_in", "/api/auth/sign_up"];
 /// Pages that work without an account.
-const OPEN_PAGES: &[&str] = &["/sign-in", "/sign-up"];
+const OPEN_PAGES: &[&str] = &["/sign-in", "/sign-up", "/metrics"];
 
 /// The host name of a Host header value (no port, brackets kept off IPv6, lowercase).
 pub fn host_name(host: &str) -> String {

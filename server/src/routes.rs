@@ -68,6 +68,7 @@ pub fn router(
     };
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/projects/{id}/events", get(events))
         .route("/api/fragments/{id}/zip", get(fragment_zip))
         .route("/preview/{id}", get(crate::preview::redirect))
@@ -240,6 +241,33 @@ async fn fragment_zip(
             .into_response(),
         _ => error_response(&AppError::internal("The archive could not be built.")),
     }
+}
+
+/// Prometheus text format, for a scraper on this machine (or behind a trusted proxy, the
+/// client's real address on loopback) or an admin's API token; 403 for anyone else.
+async fn metrics(State(state): State<AppState>, req: Request) -> Response {
+    let local = req
+        .extensions()
+        .get::<app::ClientAddr>()
+        .is_some_and(|a| a.0.is_loopback());
+    let admin = matches!(
+        req.extensions().get::<Actor>(),
+        Some(Actor::Local | Actor::User { is_admin: true, .. })
+    );
+    if !local && !admin {
+        return error_response(&AppError::forbidden(
+            "Metrics are served to this machine or to an admin's API token only.",
+        ));
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.services.metrics_text().await,
+    )
+        .into_response()
 }
 
 /// 200 when the database answers, 503 otherwise.

@@ -1,14 +1,17 @@
 //! Run events: numbered per project, stored, then broadcast; read back as a gap-free feed.
 //!
-//! One writer task owns the numbering: events reach it over a bounded channel in the order they
-//! were emitted, get the project's next sequence number, are inserted into `run_events` and
-//! only then broadcast. A reader subscribes to the broadcast first, then reads the table after
+//! One writer task per process stores events in the order they were emitted; the database
+//! gives each its project's next number (`append_event`: gap-free per project, whichever
+//! process writes), and only then is it broadcast. A reader subscribes to the broadcast first, then reads the table after
 //! its last seen number, then follows the broadcast, skipping numbers it has already seen: no
 //! gap and no duplicate, even across reconnects (Last-Event-ID).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use std::time::Duration;
 
 use codeflux_db::Db;
+use codeflux_db::notify::EVENTS_CHANNEL;
 use codeflux_protocol::{RunEvent, StoredEvent};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -34,11 +37,13 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    /// Starts the writer task.
+    /// Starts the writer task, and on PostgreSQL the relay of other processes' events.
     pub fn start(db: Db) -> EventBus {
         let (tx, rx) = mpsc::channel(256);
         let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
-        tokio::spawn(writer(db.clone(), rx, live.clone()));
+        let node = Uuid::new_v4();
+        tokio::spawn(writer(db.clone(), node, rx, live.clone()));
+        tokio::spawn(relay(db.clone(), node, live.clone()));
         EventBus { db, tx, live }
     }
 
@@ -92,29 +97,27 @@ impl EventBus {
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Emitted>, live: broadcast::Sender<StoredEvent>) {
-    let mut last_seq: HashMap<Uuid, i64> = HashMap::new();
+async fn writer(
+    db: Db,
+    node: Uuid,
+    mut rx: mpsc::Receiver<Emitted>,
+    live: broadcast::Sender<StoredEvent>,
+) {
     while let Some(e) = rx.recv().await {
-        let seq = match last_seq.get(&e.project_id) {
-            Some(s) => s + 1,
-            None => match codeflux_db::max_seq(&db, e.project_id).await {
-                Ok(s) => s + 1,
-                Err(err) => {
-                    tracing::error!(error = %err, "reading the last event number");
-                    continue;
-                }
-            },
-        };
         let at = codeflux_db::now();
-        if let Err(err) =
-            codeflux_db::insert_event(&db, e.project_id, seq, e.run_id, at, &e.event).await
-        {
-            // The number may be taken (the cache is stale): re-read it next time.
-            tracing::error!(error = %err, project = %e.project_id, "storing a run event");
-            last_seq.remove(&e.project_id);
-            continue;
+        let seq = match codeflux_db::append_event(&db, e.project_id, e.run_id, at, &e.event).await {
+            Ok(seq) => seq,
+            Err(err) => {
+                tracing::error!(error = %err, project = %e.project_id, kind = e.event.kind(), "storing a run event: it is lost");
+                continue;
+            }
+        };
+        crate::metrics::event_written();
+        // Other processes on the database (PostgreSQL) relay it to their own readers.
+        let note = format!("{node} {} {seq}", e.project_id);
+        if let Err(err) = codeflux_db::notify::notify(&db, EVENTS_CHANNEL, &note).await {
+            tracing::warn!(error = %err, "announcing an event to other processes");
         }
-        last_seq.insert(e.project_id, seq);
         // No live subscriber is normal (nobody watches): the event is stored anyway.
         let _ = live.send(StoredEvent {
             seq,
@@ -124,7 +127,57 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Emitted>, live: broadcast::Sender
             event: e.event,
         });
         if let Some(done) = e.stored {
+            // The caller may have stopped waiting; the event is stored either way.
             let _ = done.send(seq);
+        }
+    }
+}
+
+/// Other processes' events, announced on PostgreSQL, read back from the table and broadcast to
+/// this process's readers (who skip numbers they have seen and fill gaps from the table). On
+/// SQLite there is one process: nothing to relay.
+async fn relay(db: Db, node: Uuid, live: broadcast::Sender<StoredEvent>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut listener = match codeflux_db::notify::listen(&db, EVENTS_CHANNEL).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for other processes' events; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        loop {
+            let note = match listener.recv().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the event listener stopped; listening again");
+                    break;
+                }
+            };
+            let mut parts = note.split(' ');
+            let (Some(from), Some(project), Some(seq)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if from == node.to_string() {
+                continue;
+            }
+            let (Ok(project), Ok(seq)) = (project.parse::<Uuid>(), seq.parse::<i64>()) else {
+                continue;
+            };
+            match codeflux_db::events_after(&db, project, seq - 1, 1).await {
+                Ok(found) => {
+                    for e in found {
+                        // Nobody watching is normal.
+                        let _ = live.send(e);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading another process's event"),
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod events;
+mod metrics;
 mod models;
 mod runs;
 mod seed;

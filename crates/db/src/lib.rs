@@ -3,6 +3,7 @@
 
 mod accounts;
 pub mod entity;
+pub mod notify;
 mod repo;
 mod runs;
 

@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use codeflux_protocol::{Fragment, Run, RunEvent, RunStatus, StoredEvent};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, Statement,
 };
 use uuid::Uuid;
 
@@ -60,17 +61,44 @@ pub async fn find_run(db: &Db, id: Uuid) -> Result<Option<Run>, DbError> {
         .transpose()
 }
 
-/// Marks a run as started.
-pub async fn mark_running(db: &Db, id: Uuid) -> Result<(), DbError> {
-    run::ActiveModel {
-        id: Set(id),
-        status: Set(RunStatus::Running.as_str().to_owned()),
-        started_at: Set(Some(now())),
-        ..Default::default()
-    }
-    .update(db)
-    .await?;
-    Ok(())
+/// Marks a queued run as started, in one conditional update: false when it is no longer
+/// queued (a cancel landed first), and then it must not run.
+pub async fn mark_running(db: &Db, id: Uuid) -> Result<bool, DbError> {
+    move_status(db, id, RunStatus::Queued, RunStatus::Running, None).await
+}
+
+/// Ends a run that is still queued (cancelled before it started), in one conditional update:
+/// false when it has started meanwhile (then it is stopped like a running one).
+pub async fn cancel_queued(db: &Db, id: Uuid) -> Result<bool, DbError> {
+    move_status(
+        db,
+        id,
+        RunStatus::Queued,
+        RunStatus::Cancelled,
+        Some("cancelled"),
+    )
+    .await
+}
+
+async fn move_status(
+    db: &Db,
+    id: Uuid,
+    from: RunStatus,
+    to: RunStatus,
+    error: Option<&str>,
+) -> Result<bool, DbError> {
+    let mut update = run::Entity::update_many()
+        .col_expr(run::Column::Status, Expr::value(to.as_str()))
+        .filter(run::Column::Id.eq(id))
+        .filter(run::Column::Status.eq(from.as_str()));
+    update = if to == RunStatus::Running {
+        update.col_expr(run::Column::StartedAt, Expr::value(Some(now())))
+    } else {
+        update
+            .col_expr(run::Column::FinishedAt, Expr::value(Some(now())))
+            .col_expr(run::Column::Error, Expr::value(error.map(str::to_owned)))
+    };
+    Ok(update.exec(db).await?.rows_affected == 1)
 }
 
 /// Marks a run as ended with `status`.
@@ -164,6 +192,82 @@ pub async fn max_seq(db: &Db, project_id: Uuid) -> Result<i64, DbError> {
         .one(db)
         .await?;
     Ok(row.flatten().unwrap_or(0))
+}
+
+/// How many runs there are in each status (statuses without runs are left out).
+pub async fn run_counts(db: &Db) -> Result<Vec<(String, u64)>, DbError> {
+    let rows: Vec<(String, i64)> = run::Entity::find()
+        .select_only()
+        .column(run::Column::Status)
+        .column_as(run::Column::Id.count(), "n")
+        .group_by(run::Column::Status)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+        .collect())
+}
+
+/// Stores one event under the project's next number, allocated by the database in the insert
+/// itself (the project's highest number + 1): numbers are gap-free per project whichever
+/// process writes. Two writers that compute the same number collide on the primary key; the
+/// loser computes again.
+pub async fn append_event(
+    db: &Db,
+    project_id: Uuid,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    event: &RunEvent,
+) -> Result<i64, DbError> {
+    let payload =
+        serde_json::to_value(event).map_err(|e| DbError::Corrupt(format!("event payload: {e}")))?;
+    let backend = db.get_database_backend();
+    let (sql, values): (&str, Vec<sea_orm::Value>) = match backend {
+        DbBackend::Postgres => (
+            "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM run_events WHERE project_id = $1 \
+             RETURNING seq",
+            vec![
+                project_id.into(),
+                run_id.into(),
+                event.kind().into(),
+                payload.into(),
+                at.into(),
+            ],
+        ),
+        _ => (
+            "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
+             SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM run_events WHERE project_id = ? \
+             RETURNING seq",
+            vec![
+                project_id.into(),
+                run_id.into(),
+                event.kind().into(),
+                payload.into(),
+                at.into(),
+                project_id.into(),
+            ],
+        ),
+    };
+    let mut attempt = 0u32;
+    loop {
+        let stmt = Statement::from_sql_and_values(backend, sql, values.clone());
+        match db.query_one_raw(stmt).await {
+            Ok(Some(row)) => return Ok(row.try_get::<i64>("", "seq")?),
+            Ok(None) => return Err(DbError::Corrupt("the insert returned no number".into())),
+            Err(e)
+                if attempt < 50
+                    && matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt.min(10))))
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Stores one event.

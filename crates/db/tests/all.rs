@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use codeflux_db::{NewFragment, NewProject};
-use codeflux_protocol::{MessageKind, Role, Template};
+use codeflux_protocol::{MessageKind, Role, RunEvent, RunStatus, Template};
 use codeflux_test_support::{Backend, TestDb};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Statement};
@@ -194,4 +194,86 @@ async fn sqlite_round_trip() {
 #[tokio::test]
 async fn postgres_round_trip() {
     projects_and_messages_round_trip(Backend::Postgres).await;
+}
+
+/// Runs change state only from where the caller saw them: a cancel and a start never overwrite
+/// each other; event numbers come from the database, gap-free, with many writers at once.
+async fn runs_claims_and_event_numbers(backend: Backend) {
+    let tdb = TestDb::new(backend).await.unwrap();
+    let db = tdb.migrated().await.unwrap();
+    let (p, m) = codeflux_db::create_project(
+        &db,
+        NewProject {
+            name: "quick-lynx".into(),
+            template: Template::ViteReact,
+            prompt: "x".into(),
+            owner_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    let status = |id| {
+        let db = db.clone();
+        async move {
+            codeflux_db::find_run(&db, id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+        }
+    };
+    // Cancelled first: it never starts.
+    let r1 = codeflux_db::insert_run(&db, p.id, m.id, None)
+        .await
+        .unwrap();
+    assert!(codeflux_db::cancel_queued(&db, r1.id).await.unwrap());
+    assert!(!codeflux_db::mark_running(&db, r1.id).await.unwrap());
+    assert_eq!(status(r1.id).await, RunStatus::Cancelled);
+    // Started first: the cancel of a queued run does not touch it.
+    let r2 = codeflux_db::insert_run(&db, p.id, m.id, None)
+        .await
+        .unwrap();
+    assert!(codeflux_db::mark_running(&db, r2.id).await.unwrap());
+    assert!(!codeflux_db::cancel_queued(&db, r2.id).await.unwrap());
+    assert_eq!(status(r2.id).await, RunStatus::Running);
+
+    // 40 events written by 8 concurrent writers: numbered 1..=40, none lost, none twice.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let db = db.clone();
+        let (pid, rid) = (p.id, r2.id);
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..5 {
+                let ev = RunEvent::Notice {
+                    message: format!("writer {w} event {i}"),
+                };
+                got.push(
+                    codeflux_db::append_event(&db, pid, rid, codeflux_db::now(), &ev)
+                        .await
+                        .unwrap(),
+                );
+            }
+            got
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=40).collect::<Vec<i64>>());
+    let stored = codeflux_db::events_after(&db, p.id, 0, 100).await.unwrap();
+    assert_eq!(stored.len(), 40);
+    assert!(stored.iter().zip(1..).all(|(e, n)| e.seq == n));
+}
+
+#[tokio::test]
+async fn sqlite_runs_claims_and_event_numbers() {
+    runs_claims_and_event_numbers(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_runs_claims_and_event_numbers() {
+    runs_claims_and_event_numbers(Backend::Postgres).await;
 }

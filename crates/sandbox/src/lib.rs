@@ -207,4 +207,7 @@ pub trait SandboxProvider: Send + Sync {
 
     /// The dev server's recent output.
     fn dev_server_log(&self, project_id: Uuid) -> Vec<String>;
+
+    /// Sandboxes live on this server now (for metrics).
+    fn live_sandboxes(&self) -> usize;
 }

@@ -1,5 +1,6 @@
 //! The real page in headless Chromium (Debian's chromium + chromedriver, over WebDriver).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,13 @@ pub struct Driver {
 }
 
 impl Drop for Driver {
+    /// Ends chromedriver and the browser it started (its own process group: killing only the
+    /// driver would leave Chromium running after the test).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -45,6 +52,7 @@ pub async fn browser_with(
 ) -> (Driver, Client) {
     let port = free_port();
     let child = Command::new("chromedriver")
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod browser;
+mod cluster;
 mod devices;
 mod hardening;
 mod runs;

@@ -16,8 +16,18 @@ impl RunManager {
     pub(super) async fn execute(&self, run: Run, token: CancellationToken) {
         let db = &self.0.db;
         let project_id = run.project_id;
-        if let Err(e) = codeflux_db::mark_running(db, run.id).await {
-            tracing::error!(error = %e, run = %run.id, "marking a run as running");
+        match codeflux_db::mark_running(db, run.id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // A cancel landed after the queue was read: it already said so.
+                tracing::info!(run = %run.id, "the run was cancelled before it started");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, run = %run.id, "marking a run as running; not starting it");
+                self.fail(&run, "The run could not be started: the database did not answer. Send the request again.", "internal", MessageMeta::default()).await;
+                return;
+            }
         }
         self.0
             .bus
@@ -30,6 +40,7 @@ impl RunManager {
             )
             .await;
         let sink = RunSink::new(self.0.bus.clone(), project_id, run.id);
+        let started = std::time::Instant::now();
         let result = tokio::select! {
             r = self.work(&run, &sink) => Some(r),
             () = token.cancelled() => None,
@@ -41,6 +52,11 @@ impl RunManager {
             usage: sink.usage(),
             checks: None,
         };
+        let (prompt, completion) = meta
+            .usage
+            .as_ref()
+            .map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
+        crate::metrics::run_ended(started.elapsed().as_secs_f64(), prompt, completion);
         match result {
             Some(Ok(done)) => self.finished(&run, done, meta).await,
             Some(Err(RunError::Unfinished {

@@ -204,16 +204,16 @@ impl RunManager {
             .await
             .map_err(db_error)?;
         let mut count = 0;
+        let mut started = Vec::new();
         for run in active.iter().filter(|r| r.status == RunStatus::Queued) {
-            codeflux_db::mark_ended(
-                &self.0.db,
-                run.id,
-                RunStatus::Cancelled,
-                Some("cancelled".into()),
-                None,
-            )
-            .await
-            .map_err(db_error)?;
+            if !codeflux_db::cancel_queued(&self.0.db, run.id)
+                .await
+                .map_err(db_error)?
+            {
+                // It started after the queue was read: stop it as a running one.
+                started.push(run.id);
+                continue;
+            }
             self.record_error(project_id, "Stopped before it started.")
                 .await;
             self.0
@@ -235,9 +235,9 @@ impl RunManager {
             .ok()
             .and_then(|w| w.get(&project_id).and_then(|w| w.current.clone()));
         if let Some((run_id, token)) = current
-            && active
-                .iter()
-                .any(|r| r.id == run_id && r.status == RunStatus::Running)
+            && active.iter().any(|r| {
+                r.id == run_id && (r.status == RunStatus::Running || started.contains(&r.id))
+            })
         {
             token.cancel();
             count += 1;

@@ -420,6 +420,10 @@ impl SandboxProvider for LocalProvider {
         Ok(PreviewConn::new(stream, Some(Box::new(guard))))
     }
 
+    fn live_sandboxes(&self) -> usize {
+        self.live_count()
+    }
+
     fn dev_server_log(&self, project_id: Uuid) -> Vec<String> {
         self.live(project_id)
             .map(|rt| rt.log_lines())
