@@ -30,10 +30,11 @@ const chrome = spawn(process.env.CF_CHROMIUM, ['--headless', '--no-sandbox', '--
   '--no-first-run', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-extensions',
   '--disable-component-update', '--disable-sync', '--mute-audio', '--no-default-browser-check',
   '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', '--user-data-dir=' + dir,
-  'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
 let finished = false;
 const done = () => {
   if (finished) return; finished = true;
+  try { process.kill(-chrome.pid, 'SIGKILL'); } catch (e) {}
   try { chrome.kill('SIGKILL'); } catch (e) {}
   try { require('fs').rmSync(dir, { recursive: true, force: true }); } catch (e) {}
   process.stdout.write('CF-CHECK ' + JSON.stringify(out) + '\n', () => process.exit(0));
@@ -93,11 +94,17 @@ async function run(wsUrl) {
 /// `CF-CHECK {json}` line.
 pub fn page_command(url: &str) -> String {
     let script = PAGE_SCRIPT.replace('\'', "'\\''");
+    // Whatever happens to the script (its own timeout, a kill, no process left to fork), no
+    // browser process outlives the check: each would hold memory the app's dev server needs.
     format!(
-        "CF_CHROMIUM={CHROMIUM} node --experimental-websocket --no-warnings -e '{script}' '{}'",
+        "CF_CHROMIUM={CHROMIUM} node --experimental-websocket --no-warnings -e '{script}' '{}'; s=$?; {KILL_BROWSERS}; exit $s",
         url.replace('\'', "")
     )
 }
+
+/// Kills every Chromium process in the sandbox (only the check runs a browser there; it runs
+/// when no agent command is running).
+const KILL_BROWSERS: &str = "for p in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" in /usr/lib/chromium/chromium*) kill -9 ${p#/proc/} 2>/dev/null;; esac; done";
 
 fn clip(s: &str) -> String {
     let s = s.trim();

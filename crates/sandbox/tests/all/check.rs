@@ -90,4 +90,12 @@ async fn the_check_passes_a_good_app_and_names_each_kind_of_error() {
         "the exception is quoted: {text}"
     );
     assert!(text.contains("blank"), "and the blank root is seen: {text}");
+
+    // No browser process outlives a check (each would hold memory the dev server needs).
+    let left = crate::sh(
+        &sb,
+        "n=0; for p in /proc/[0-9]*; do case \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" in /usr/lib/chromium/*) n=$((n+1));; esac; done; echo CHROMIUM=$n",
+    )
+    .await;
+    assert!(left.output.contains("CHROMIUM=0"), "{}", left.output);
 }
