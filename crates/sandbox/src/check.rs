@@ -29,6 +29,8 @@ const dir = '/tmp/.cf-check-' + process.pid;
 const chrome = spawn(process.env.CF_CHROMIUM, ['--headless', '--no-sandbox', '--disable-gpu',
   '--no-first-run', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-extensions',
   '--disable-component-update', '--disable-sync', '--mute-audio', '--no-default-browser-check',
+  '--no-zygote', '--renderer-process-limit=1', '--disable-site-isolation-trials',
+  '--disable-features=site-per-process,Translate,OptimizationHints,MediaRouter,AutofillServerCommunication',
   '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', '--user-data-dir=' + dir,
   'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
 let finished = false;
