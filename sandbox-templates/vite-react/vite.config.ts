@@ -14,5 +14,11 @@ export default defineConfig({
     host: '127.0.0.1',
     port: 5173,
     strictPort: true,
+    // A link to a directory outside the project (`ln -s / root`) must not make the watcher
+    // crawl the whole sandbox (it grows until the dev server is killed for memory).
+    watch: { followSymlinks: false },
   },
+  // The dependency scan starts from the page, not from every HTML file under the project
+  // (a crawl that would follow such a link too).
+  optimizeDeps: { entries: ['index.html'] },
 })

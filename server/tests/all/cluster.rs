@@ -146,6 +146,69 @@ async fn a_reader_on_one_node_sees_every_event_another_node_writes() {
     }
     assert_eq!(written, m2 as f64, "each event written once, by one node");
 
+    // One active run per project across nodes: a follow-up sent to node B while node A works
+    // on the project waits until A's run has ended.
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    llm.push([
+        page("CLUSTER-THREE"),
+        Turn::Gated {
+            turn: Box::new(Turn::text("<task_summary>Three.</task_summary>")),
+            at: 1,
+            gate: gate.clone(),
+        },
+    ]);
+    let before = llm.agent_requests().len();
+    let (st, _) = call(
+        &a.base_url,
+        "messages/create",
+        &[("project_id", &pid), ("content", "Third")],
+    )
+    .await;
+    assert_eq!(st, 200);
+    let t0 = std::time::Instant::now();
+    while llm.agent_requests().len() < before + 2 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "run 3 never reached its gate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    llm.push([
+        page("CLUSTER-FOUR"),
+        Turn::text("<task_summary>Four.</task_summary>"),
+    ]);
+    let (st, _) = call(
+        &b.base_url,
+        "messages/create",
+        &[("project_id", &pid), ("content", "Fourth")],
+    )
+    .await;
+    assert_eq!(st, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        llm.agent_requests().len(),
+        before + 2,
+        "node B waits for node A's run"
+    );
+    gate.notify_waiters();
+    let ends = std::cell::Cell::new(0);
+    let rest = sse(&b.base_url, &pid, Some(&m2.to_string()), |k| {
+        if is_end(k) {
+            ends.set(ends.get() + 1);
+        }
+        ends.get() == 2
+    })
+    .await;
+    let kinds: Vec<&str> = rest.iter().map(|(_, k, _)| k.as_str()).collect();
+    let first_end = kinds.iter().position(|k| *k == "run_finished").unwrap();
+    let second_start = kinds.iter().rposition(|k| *k == "run_started").unwrap();
+    assert!(first_end < second_start, "one run at a time: {kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+    assert_eq!(
+        ids(&rest),
+        (m2 + 1..=m2 + rest.len() as i64).collect::<Vec<_>>()
+    );
+
     // Node B logs JSON, one object per line.
     let out = b.output();
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();

@@ -22,6 +22,9 @@ mod execute;
 mod sink;
 mod work;
 
+/// How often a project's queue is looked at while another node runs one of its runs.
+const OTHER_NODE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(Default)]
 struct Worker {
     /// Bumped by every enqueue, so a worker about to stop sees new work.
@@ -153,6 +156,13 @@ impl RunManager {
                 }
                 continue;
             };
+            // One active run per project across every process on the database: a run of this
+            // project working on another node goes first (this worker's own runs are never
+            // running here: it runs them one at a time).
+            if self.running_elsewhere(project_id).await {
+                tokio::time::sleep(OTHER_NODE_POLL).await;
+                continue;
+            }
             let token = CancellationToken::new();
             if let Ok(mut workers) = self.0.workers.lock() {
                 workers.entry(project_id).or_default().current = Some((run.id, token.clone()));
@@ -185,6 +195,18 @@ impl RunManager {
                 && let Some(w) = workers.get_mut(&project_id)
             {
                 w.current = None;
+            }
+        }
+    }
+
+    /// Whether a run of the project is working (in the database) that this process does not
+    /// run.
+    async fn running_elsewhere(&self, project_id: Uuid) -> bool {
+        match codeflux_db::active_runs(&self.0.db, project_id).await {
+            Ok(active) => active.iter().any(|r| r.status == RunStatus::Running),
+            Err(e) => {
+                tracing::warn!(error = %e, project = %project_id, "reading the project's runs");
+                false
             }
         }
     }

@@ -145,3 +145,89 @@ async fn a_dev_server_flooding_its_output_costs_bounded_memory() {
         after >> 20
     );
 }
+
+/// A link to the sandbox's root (or /proc) in the project (as a hostile or careless command
+/// makes) does not make the dev server crawl everything until it is killed for memory: Tailwind
+/// scans only `src/` and `index.html`, Vite's watcher does not follow links, its dependency scan
+/// starts from the page. (A link planted inside `src/` is still followed by Tailwind's scan: the
+/// project then only hurts its own preview.)
+#[tokio::test]
+async fn a_link_to_the_root_does_not_sink_the_dev_server() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    let p = LocalProvider::new(LocalConfig {
+        dev_servers: true,
+        ..config(data.path())
+    })
+    .unwrap();
+    let id = Uuid::new_v4();
+    let sb = p.open(id, Template::ViteReact, None).await.unwrap();
+    wait_state(&p, id, Duration::from_secs(60), "ready", |s| {
+        *s == PreviewState::Ready
+    })
+    .await;
+    let r = crate::sh(
+        &sb,
+        "ln -s / rootlink && ln -s /proc proclink && echo LINKED",
+    )
+    .await;
+    assert!(r.output.contains("LINKED"), "{}", r.output);
+    let t0 = Instant::now();
+    let mut peak = 0u64;
+    while t0.elapsed() < Duration::from_secs(25) {
+        // The page is used meanwhile, as a person previewing it does.
+        for path in ["/", "/src/App.tsx"] {
+            if let Ok(mut c) = p.connect_preview(id).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let req =
+                    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                if c.write_all(req.as_bytes()).await.is_ok() {
+                    let mut body = Vec::new();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut body))
+                        .await;
+                }
+            }
+        }
+        assert_eq!(
+            p.preview_state(id),
+            PreviewState::Ready,
+            "the dev server stopped; log: {:?}",
+            p.dev_server_log(id)
+        );
+        peak = peak.max(p.sandbox_rss(id).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        !p.dev_server_log(id)
+            .iter()
+            .any(|l| l.contains("the dev server stopped")),
+        "{:?}",
+        p.dev_server_log(id)
+    );
+    assert!(peak < 1 << 30, "the sandbox grew to {} MB", peak >> 20);
+    // Tailwind still finds the app's classes (the template's App.tsx uses `max-w-md`).
+    let mut c = p.connect_preview(id).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    c.write_all(b"GET /src/index.css HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    let t1 = Instant::now();
+    let mut buf = [0u8; 16384];
+    while !String::from_utf8_lossy(&body).contains("max-w-md")
+        && t1.elapsed() < Duration::from_secs(30)
+    {
+        match tokio::time::timeout(Duration::from_secs(30), c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => body.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&body).contains("max-w-md"),
+        "the CSS has the app's classes: {}",
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(600)
+            .collect::<String>()
+    );
+}
