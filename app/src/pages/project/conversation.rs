@@ -1,6 +1,6 @@
 //! The conversation: messages, versions (fragment cards), the live run with its steps.
 
-use codeflux_protocol::Role;
+use codeflux_protocol::{Role, WorkStep};
 use leptos::prelude::*;
 use uuid::Uuid;
 
@@ -76,10 +76,14 @@ fn LiveRunView(run: Signal<Option<LiveRun>>) -> impl IntoView {
         let tokens = r
             .usage
             .map(|u| format!(" · {} tokens so far", super::usage::tokens(u.total())));
+        // The latest notice stands out, unless it is already the last step shown.
+        let notice = r.notice.filter(
+            |n| !matches!(r.log.steps.last(), Some(WorkStep::Notice { message }) if message == n),
+        );
         view! {
             <div class="space-y-2 text-sm" data-live-run="true">
                 <WorkSteps log=r.log live=true />
-                {r.notice.map(|n| view! { <p class="text-xs text-amber-700 dark:text-amber-400">{n}</p> })}
+                {notice.map(|n| view! { <p class="text-xs text-amber-700 dark:text-amber-400">{n}</p> })}
                 <p class="flex items-center gap-2 text-xs text-zinc-500">
                     <span class="h-2 w-2 animate-pulse rounded-full bg-indigo-500"></span>
                     "Working…" {tokens}
