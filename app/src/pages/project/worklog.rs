@@ -71,7 +71,7 @@ pub(super) fn WorkSteps(log: WorkLog, live: bool) -> impl IntoView {
 fn Thinking(text: String, live: bool) -> impl IntoView {
     view! {
         <details class="rounded-lg text-xs text-zinc-500 dark:text-zinc-400" open=live>
-            <summary class="flex min-h-8 cursor-pointer list-none items-center gap-1.5 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500">
+            <summary class="flex min-h-11 cursor-pointer list-none items-center gap-1.5 sm:min-h-8 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500">
                 <Svg icon=Icon::Brain class="h-3.5 w-3.5" />
                 "Thinking"
             </summary>
@@ -91,7 +91,7 @@ pub(super) fn FileChip(path: String) -> impl IntoView {
             type="button"
             title=title
             on:click=move |_| ws.open_file(target.clone())
-            class="inline-flex min-h-8 max-w-full items-center truncate rounded-md bg-zinc-100 px-1.5 py-0.5 font-mono text-[11px] text-zinc-600 hover:bg-indigo-50 hover:text-indigo-700 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 sm:min-h-0 dark:bg-zinc-800 dark:text-zinc-300 dark:hover:bg-indigo-950 dark:hover:text-indigo-300"
+            class="inline-flex min-h-11 min-w-11 max-w-full items-center truncate rounded-md bg-zinc-100 px-1.5 py-0.5 font-mono text-[11px] text-zinc-600 hover:bg-indigo-50 hover:text-indigo-700 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 sm:min-h-0 sm:min-w-0 dark:bg-zinc-800 dark:text-zinc-300 dark:hover:bg-indigo-950 dark:hover:text-indigo-300"
         >
             {path}
         </button>
@@ -137,7 +137,7 @@ fn ToolRow(
     view! {
         <div class="rounded-lg border border-zinc-200 bg-white dark:border-zinc-800 dark:bg-zinc-900" data-step=name.clone()>
             <details open=live && running && has_body>
-                <summary class="flex min-h-9 cursor-pointer list-none items-center gap-2 px-2.5 py-1.5 text-xs focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500">
+                <summary class="flex min-h-11 cursor-pointer list-none items-center gap-2 px-2.5 py-1.5 text-xs sm:min-h-9 focus-visible:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500">
                     <Svg icon=icon class="h-3.5 w-3.5 shrink-0 text-zinc-400" />
                     <span class="min-w-0 flex-1 truncate font-mono">{text}</span>
                     <span class=if ok == Some(false) { "shrink-0 text-red-600 dark:text-red-400" } else { "shrink-0 text-zinc-400" }>{state}</span>
