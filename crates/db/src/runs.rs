@@ -224,32 +224,23 @@ pub async fn append_event(
     let payload =
         serde_json::to_value(event).map_err(|e| DbError::Corrupt(format!("event payload: {e}")))?;
     let backend = db.get_database_backend();
-    let (sql, values): (&str, Vec<sea_orm::Value>) = match backend {
-        DbBackend::Postgres => (
-            "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM run_events WHERE project_id = $1 \
-             RETURNING seq",
-            vec![
-                project_id.into(),
-                run_id.into(),
-                event.kind().into(),
-                payload.into(),
-                at.into(),
-            ],
-        ),
-        _ => (
-            "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
-             SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM run_events WHERE project_id = ? \
-             RETURNING seq",
-            vec![
-                project_id.into(),
-                run_id.into(),
-                event.kind().into(),
-                payload.into(),
-                at.into(),
-                project_id.into(),
-            ],
-        ),
+    let mut values: Vec<sea_orm::Value> = vec![
+        project_id.into(),
+        run_id.into(),
+        event.kind().into(),
+        payload.into(),
+        at.into(),
+    ];
+    let sql = if backend == DbBackend::Postgres {
+        "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM run_events WHERE project_id = $1 \
+         RETURNING seq"
+    } else {
+        // SQLite's `?` is positional: the project id is bound a second time.
+        values.push(project_id.into());
+        "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
+         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM run_events WHERE project_id = ? \
+         RETURNING seq"
     };
     let mut attempt = 0u32;
     loop {
@@ -268,30 +259,6 @@ pub async fn append_event(
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// Stores one event.
-pub async fn insert_event(
-    db: &Db,
-    project_id: Uuid,
-    seq: i64,
-    run_id: Uuid,
-    at: DateTime<Utc>,
-    event: &RunEvent,
-) -> Result<(), DbError> {
-    let payload =
-        serde_json::to_value(event).map_err(|e| DbError::Corrupt(format!("event payload: {e}")))?;
-    run_event::ActiveModel {
-        project_id: Set(project_id),
-        seq: Set(seq),
-        run_id: Set(run_id),
-        kind: Set(event.kind().to_owned()),
-        payload: Set(payload),
-        created_at: Set(at),
-    }
-    .insert(db)
-    .await?;
-    Ok(())
 }
 
 /// A project's events with a number above `after`, in order, at most `limit`.
