@@ -10,6 +10,7 @@ mod m20261129_000001_create_projects_messages_fragments;
 mod m20261129_000002_create_runs_and_events;
 mod m20261202_000003_accounts;
 mod m20261202_000004_message_details;
+mod m20261202_000005_cluster;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_create_runs_and_events::Migration),
             Box::new(m20261202_000003_accounts::Migration),
             Box::new(m20261202_000004_message_details::Migration),
+            Box::new(m20261202_000005_cluster::Migration),
         ]
     }
 }

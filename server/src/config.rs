@@ -80,9 +80,20 @@ pub struct Config {
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
 
-    /// Agent runs working at the same time, across every project.
+    /// Agent runs working at the same time on this node, across every project.
     #[arg(long, env = "CODEFLUX_MAX_RUNS", default_value_t = 4)]
     pub max_runs: usize,
+
+    /// How other CodeFlux nodes on the same database reach this one (http://host:port), for
+    /// preview requests that land on a node without the project's sandbox. Default: the
+    /// listening address when it is a specific one.
+    #[arg(long, env = "CODEFLUX_NODE_URL")]
+    pub node_url: Option<String>,
+
+    /// Seconds a node holds a run without renewing its lease; after that another node resumes
+    /// it. Renewed every third of it.
+    #[arg(long, env = "CODEFLUX_LEASE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
 
     /// Model calls with tools per run, at most.
     #[arg(long, env = "CODEFLUX_MAX_STEPS", default_value_t = 30)]
@@ -344,7 +355,32 @@ impl Config {
             },
             max_concurrent_runs: self.max_runs.max(1),
             auth: codeflux_core::AuthConfig::default(),
+            node: codeflux_core::NodeConfig::default(),
         }
+    }
+
+    /// This node: a new id, how others reach it, its lease time.
+    pub fn node(&self, addr: SocketAddr) -> anyhow::Result<codeflux_core::NodeConfig> {
+        let url = match self.node_url.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => {
+                let parsed = url::Url::parse(u)
+                    .map_err(|e| anyhow::anyhow!("CODEFLUX_NODE_URL {u:?} is not a URL: {e}"))?;
+                if parsed.scheme() != "http" || parsed.host_str().is_none() {
+                    anyhow::bail!(
+                        "CODEFLUX_NODE_URL must be http://host:port (nodes reach each other on the \
+                         internal network), not {u:?}"
+                    );
+                }
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            _ if addr.ip().is_unspecified() => None,
+            _ => Some(format!("http://{addr}")),
+        };
+        Ok(codeflux_core::NodeConfig {
+            url,
+            lease: std::time::Duration::from_secs(self.lease_secs),
+            ..codeflux_core::NodeConfig::default()
+        })
     }
 
     /// Accounts' settings, for the public URL the server is reached at.

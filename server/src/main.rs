@@ -134,6 +134,7 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
     let sandboxes = Arc::new(sandboxes);
     let mut core = config.core();
     core.auth = config.auth(&public);
+    core.node = config.node(addr)?;
     if core.auth.enabled {
         tracing::info!(public_url = %public.origin, signup = %config.signup, "accounts on");
     } else {
@@ -142,9 +143,10 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
     let services = Services::new(db, sandboxes.clone(), core);
     services
         .runs()
-        .recover()
+        .start()
         .await
-        .map_err(|e| anyhow::anyhow!("recovering runs: {}", e.message))?;
+        .map_err(|e| anyhow::anyhow!("starting the run queue: {}", e.message))?;
+    let runs = services.runs().clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let guard = guard::GuardConfig {
         public_host: public.host.clone(),
@@ -191,6 +193,7 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
         shutdown.cancel();
     })
     .await?;
+    runs.stop().await;
     sandboxes.stop_all().await;
     tracing::info!("stopped");
     Ok(())

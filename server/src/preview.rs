@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use codeflux_core::sandbox::PreviewState;
+use codeflux_core::sandbox::{PreviewConn, PreviewState};
 use hyper_util::rt::TokioIo;
 use uuid::Uuid;
 
@@ -21,6 +21,10 @@ use crate::routes::AppState;
 
 /// Cookies of CodeFlux itself start with this; the preview never sees them.
 const APP_COOKIE_PREFIX: &str = "codeflux";
+/// Set on a preview request one node forwards to the node that holds the project's sandbox:
+/// that node serves it itself (never forwards it again). A client sending it only gets the
+/// preview served by the node it reached.
+const FORWARDED: &str = "x-codeflux-forwarded";
 
 /// Routes preview hosts to [`proxy`], everything else to the app.
 pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -143,7 +147,44 @@ fn page(status: StatusCode, title: &str, text: &str, retry: Option<u32>) -> Resp
     res
 }
 
-pub(crate) async fn proxy(state: AppState, project: Uuid, mut req: Request) -> Response {
+pub(crate) async fn proxy(state: AppState, project: Uuid, req: Request) -> Response {
+    // Another node holds the project's live sandbox: the request goes there (websockets too).
+    // Not in the "ports" mode: a preview port and its key belong to the node that gave them.
+    if !req.headers().contains_key(FORWARDED)
+        && !matches!(*state.previews, crate::previews::PreviewMode::Ports { .. })
+        && let Some(url) = state.services.preview_elsewhere(project).await
+    {
+        match connect_node(&url).await {
+            Ok(stream) => {
+                return relay(&state, project, req, PreviewConn::new(stream, None), true).await;
+            }
+            Err(e) => {
+                tracing::warn!(%project, node = %url, error = %e, "the node holding the preview is not reachable; serving it here");
+            }
+        }
+    }
+    serve_here(state, project, req).await
+}
+
+/// A connection to another node's app port (CODEFLUX_NODE_URL: http://host:port).
+async fn connect_node(url: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no host"))?;
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting timed out"))?
+}
+
+/// Serves the preview from this node's sandbox of the project (started or revived here).
+async fn serve_here(state: AppState, project: Uuid, req: Request) -> Response {
     let services = &state.services;
     let navigation = req
         .headers()
@@ -215,6 +256,23 @@ pub(crate) async fn proxy(state: AppState, project: Uuid, mut req: Request) -> R
             );
         }
     };
+    relay(&state, project, req, stream, false).await
+}
+
+/// Sends the request over `stream` (to the dev server, or with `to_node` to the node that holds
+/// it, which does the rest) and the answer back, websocket upgrades included.
+async fn relay(
+    state: &AppState,
+    project: Uuid,
+    mut req: Request,
+    stream: PreviewConn,
+    to_node: bool,
+) -> Response {
+    let navigation = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,
@@ -234,14 +292,18 @@ pub(crate) async fn proxy(state: AppState, project: Uuid, mut req: Request) -> R
     });
 
     let wants_upgrade = req.headers().contains_key(header::UPGRADE);
-    let html_page = navigation && !wants_upgrade && req.method() == axum::http::Method::GET;
+    // The node that serves the page adds our script to it, once.
+    let html_page =
+        !to_node && navigation && !wants_upgrade && req.method() == axum::http::Method::GET;
     if html_page {
         crate::preview_inject::prepare_request(req.headers_mut());
     }
     let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
     strip_app_cookies(req.headers_mut());
-    let host = req.headers().get(header::HOST).cloned();
-    if let Some(h) = host {
+    if to_node {
+        req.headers_mut()
+            .insert(FORWARDED, HeaderValue::from_static("1"));
+    } else if let Some(h) = req.headers().get(header::HOST).cloned() {
         req.headers_mut().insert("x-forwarded-host", h);
     }
     if let Ok(proto) = HeaderValue::from_str(state.previews.scheme()) {

@@ -28,13 +28,21 @@ use codeflux_llm::{LlmError, Usage};
 use codeflux_protocol::{CheckReport, Role, RunEvent, Template};
 use codeflux_sandbox::SandboxError;
 
-pub use runner::run;
+pub use runner::{Progress, run, run_resumable};
 pub use summary::{clean_title, extract_summary};
 
 /// Where the agent reports progress.
 #[async_trait]
 pub trait EventSink: Send + Sync {
     async fn emit(&self, event: RunEvent);
+}
+
+/// Where the loop stores its state before every model call, so that another process can
+/// continue the run from there (repeating at most the step that was under way).
+#[async_trait]
+pub trait Checkpoints: Send + Sync {
+    /// `Err` stops the run (e.g. [`AgentError::Superseded`]: another node holds it now).
+    async fn save(&self, progress: &Progress) -> Result<(), AgentError>;
 }
 
 /// Limits of one run.
@@ -94,7 +102,7 @@ pub struct Outcome {
 }
 
 /// The loop's running totals.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Tally {
     pub usage: Usage,
     pub chars_sent: usize,
@@ -120,6 +128,9 @@ pub enum AgentError {
         "The model's answers were cut off at its output limit {0} times in a row (finish_reason \"length\"), so its tool calls never arrived whole. Pick a model with a larger output limit, or ask for a smaller change."
     )]
     Truncated(u32),
+    /// This execution lost the run: another node resumed it (this one was presumed dead).
+    #[error("Another node continues this run.")]
+    Superseded,
 }
 
 impl AgentError {
@@ -131,6 +142,7 @@ impl AgentError {
             AgentError::IterationLimit(_) => "iteration_limit",
             AgentError::NoToolUse { .. } => "no_tool_use",
             AgentError::Truncated(_) => "output_limit",
+            AgentError::Superseded => "superseded",
         }
     }
 }

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use codeflux_llm::{ChatMessage, ChatRequest, FunctionCall, LlmClient, ToolCall, ToolSpec};
 use codeflux_protocol::{Role, RunEvent};
 use codeflux_sandbox::{RunOptions, Sandbox};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::summary::extract_summary;
 use crate::verify::{Verdict, verify};
 use crate::{
-    AgentConfig, AgentError, EventSink, Outcome, Tally, Task, context, finish, prompts, textproto,
-    tools, turn,
+    AgentConfig, AgentError, Checkpoints, EventSink, Outcome, Tally, Task, context, finish,
+    prompts, textproto, tools, turn,
 };
 
 /// Answers in a row without a tool call after which a model that never made a native call
@@ -28,12 +29,42 @@ const PROGRESS_BYTES: usize = 64 * 1024;
 const PROGRESS_CHUNK: usize = 2048;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 enum Mode {
     /// The provider's own tool calls.
     Native,
     /// Tool calls written as `<tool_call>` blocks in the text.
     Text,
+}
+
+/// Where a run's loop stands before a model call: the transcript so far (tool results
+/// included), the tool mode and counters, the totals. Stored by [`Checkpoints`] and given back
+/// to [`run_resumable`] to continue the run in another process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Progress {
+    /// The step about to be taken (1-based).
+    step: usize,
+    messages: Vec<ChatMessage>,
+    history_len: usize,
+    mode: Mode,
+    native_calls: usize,
+    text_calls: usize,
+    idle: u32,
+    cut: u32,
+    fix_round: u32,
+    tally: Tally,
+}
+
+impl Progress {
+    /// The step about to be taken (1-based).
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// Files the run has written so far.
+    pub fn written(&self) -> &[String] {
+        &self.tally.written
+    }
 }
 
 /// Runs the agent on `sandbox` until it finishes, fails or reaches its step limit.
@@ -44,6 +75,55 @@ pub async fn run(
     task: &Task,
     cfg: &AgentConfig,
 ) -> Result<Outcome, AgentError> {
+    run_resumable(llm, sandbox, sink, task, cfg, None, None).await
+}
+
+/// [`run`], continuing from `resume` when given (the sandbox holds the files of that moment),
+/// and storing its state in `checkpoints` before every model call.
+pub async fn run_resumable(
+    llm: &LlmClient,
+    sandbox: &dyn Sandbox,
+    sink: &dyn EventSink,
+    task: &Task,
+    cfg: &AgentConfig,
+    resume: Option<Progress>,
+    checkpoints: Option<&dyn Checkpoints>,
+) -> Result<Outcome, AgentError> {
+    let mut p = match resume {
+        Some(p) => p,
+        None => begin(sandbox, task, cfg).await?,
+    };
+    let specs = tools::specs();
+    let run_opts = RunOptions {
+        timeout: cfg.command_timeout,
+        ..RunOptions::default()
+    };
+    while p.step <= cfg.max_iterations {
+        if let Some(c) = checkpoints {
+            c.save(&p).await?;
+        }
+        let step = Step {
+            llm,
+            sandbox,
+            sink,
+            cfg,
+            specs: &specs,
+            run_opts: &run_opts,
+        };
+        if let Some(outcome) = step.take(&mut p).await? {
+            return Ok(outcome);
+        }
+        p.step += 1;
+    }
+    Err(AgentError::IterationLimit(cfg.max_iterations))
+}
+
+/// The transcript a new run starts with: the system prompt, the recent conversation, the task.
+async fn begin(
+    sandbox: &dyn Sandbox,
+    task: &Task,
+    cfg: &AgentConfig,
+) -> Result<Progress, AgentError> {
     let files = sandbox.list_files().await?;
     let mut messages = vec![ChatMessage::system(prompts::system_prompt(task.template))];
     let history: Vec<&(Role, String)> = task
@@ -66,47 +146,44 @@ pub async fn run(
         &files,
         task.follow_up,
     )));
+    Ok(Progress {
+        step: 1,
+        messages,
+        history_len,
+        mode: Mode::Native,
+        native_calls: 0,
+        text_calls: 0,
+        idle: 0,
+        cut: 0,
+        fix_round: 0,
+        tally: Tally::default(),
+    })
+}
 
-    let specs = tools::specs();
-    let run_opts = RunOptions {
-        timeout: cfg.command_timeout,
-        ..RunOptions::default()
-    };
-    let mut tally = Tally::default();
-    let mut mode = Mode::Native;
-    let mut native_calls = 0usize;
-    let mut text_calls = 0usize;
-    let mut idle = 0u32;
-    let mut cut = 0u32;
-    let mut fix_round = 0u32;
+/// What one step needs.
+struct Step<'a> {
+    llm: &'a LlmClient,
+    sandbox: &'a dyn Sandbox,
+    sink: &'a dyn EventSink,
+    cfg: &'a AgentConfig,
+    specs: &'a [ToolSpec],
+    run_opts: &'a RunOptions,
+}
 
-    for iteration in 1..=cfg.max_iterations {
-        tally.iterations = iteration;
-        let req = request(&messages, mode, &specs, cfg, history_len);
-        tally.chars_sent += context::size(&req.messages);
-        tally.requests += 1;
-        let completion = turn::stream_turn(llm, &req, sink).await?;
+impl Step<'_> {
+    /// One model call and the tools it calls. `Some`: the run is finished.
+    async fn take(&self, p: &mut Progress) -> Result<Option<Outcome>, AgentError> {
+        let (sink, cfg) = (self.sink, self.cfg);
+        p.tally.iterations = p.step;
+        let req = request(&p.messages, p.mode, self.specs, cfg, p.history_len);
+        p.tally.chars_sent += context::size(&req.messages);
+        p.tally.requests += 1;
+        let completion = turn::stream_turn(self.llm, &req, sink).await?;
         if let Some(u) = completion.usage {
-            tally.usage += u;
+            p.tally.usage += u;
         }
         let summary = extract_summary(&completion.content);
-        let (text, mut calls) = if mode == Mode::Text
-            || (completion.tool_calls.is_empty() && completion.content.contains("<tool_call>"))
-        {
-            let (text, calls) = textproto::parse(&completion.content, text_calls);
-            if mode == Mode::Native && !calls.is_empty() {
-                mode = Mode::Text;
-                sink.emit(RunEvent::Notice {
-                    message: "The model writes its tool calls as text; they are read from its answers from now on.".into(),
-                })
-                .await;
-            }
-            text_calls += calls.len();
-            (text, calls)
-        } else {
-            native_calls += completion.tool_calls.len();
-            (completion.content.clone(), completion.tool_calls.clone())
-        };
+        let (text, mut calls) = self.read_calls(p, &completion).await;
 
         // An answer cut at the output limit: a call with incomplete arguments is never run.
         let truncated = completion.finish_reason.as_deref() == Some("length");
@@ -117,63 +194,108 @@ pub async fn run(
             });
         }
         let lost = before - calls.len();
-        messages.push(ChatMessage::Assistant {
+        p.messages.push(ChatMessage::Assistant {
             content: (!text.is_empty()).then(|| text.clone()),
             tool_calls: calls.clone(),
         });
         if !calls.is_empty() {
-            idle = 0;
-            run_calls(sandbox, sink, &calls, &run_opts, &mut messages, &mut tally).await?;
+            p.idle = 0;
+            run_calls(
+                self.sandbox,
+                sink,
+                &calls,
+                self.run_opts,
+                &mut p.messages,
+                &mut p.tally,
+            )
+            .await?;
         }
         if truncated && (lost > 0 || (calls.is_empty() && summary.is_none())) {
-            cut += 1;
-            if cut >= CUT_LIMIT {
-                return Err(AgentError::Truncated(cut));
+            p.cut += 1;
+            if p.cut >= CUT_LIMIT {
+                return Err(AgentError::Truncated(p.cut));
             }
             sink.emit(RunEvent::Notice {
                 message: "The model's answer was cut off at its output limit; asking it to go on in smaller pieces.".into(),
             })
             .await;
-            messages.push(ChatMessage::user(prompts::CUT_PROMPT));
-            continue;
+            p.messages.push(ChatMessage::user(prompts::CUT_PROMPT));
+            return Ok(None);
         }
-        cut = 0;
+        p.cut = 0;
         if let Some(summary) = summary {
-            match verify(sandbox, sink, fix_round, cfg.fix_rounds).await {
+            match verify(self.sandbox, sink, p.fix_round, cfg.fix_rounds).await {
                 Verdict::Fix(feedback) => {
-                    fix_round += 1;
-                    answer_unasked_check(&mut messages, fix_round, feedback);
-                    continue;
+                    p.fix_round += 1;
+                    answer_unasked_check(&mut p.messages, p.fix_round, feedback);
+                    return Ok(None);
                 }
                 Verdict::Accept(checks) => {
-                    return Ok(finish::finish(llm, sink, summary, checks, tally).await);
+                    let tally = std::mem::take(&mut p.tally);
+                    return Ok(Some(
+                        finish::finish(self.llm, sink, summary, checks, tally).await,
+                    ));
                 }
             }
         }
         if calls.is_empty() {
-            idle += 1;
-            if mode == Mode::Native && native_calls == 0 && idle >= IDLE_BEFORE_TEXT_MODE {
-                mode = Mode::Text;
-                idle = 0;
-                sink.emit(RunEvent::Notice {
+            self.idle(p).await?;
+        }
+        Ok(None)
+    }
+
+    /// The answer's text and tool calls, native or written as text (switching to text mode
+    /// when a model writes them so).
+    async fn read_calls(
+        &self,
+        p: &mut Progress,
+        completion: &codeflux_llm::Completion,
+    ) -> (String, Vec<ToolCall>) {
+        if p.mode == Mode::Text
+            || (completion.tool_calls.is_empty() && completion.content.contains("<tool_call>"))
+        {
+            let (text, calls) = textproto::parse(&completion.content, p.text_calls);
+            if p.mode == Mode::Native && !calls.is_empty() {
+                p.mode = Mode::Text;
+                self.sink
+                    .emit(RunEvent::Notice {
+                        message: "The model writes its tool calls as text; they are read from its answers from now on.".into(),
+                    })
+                    .await;
+            }
+            p.text_calls += calls.len();
+            (text, calls)
+        } else {
+            p.native_calls += completion.tool_calls.len();
+            (completion.content.clone(), completion.tool_calls.clone())
+        }
+    }
+
+    /// An answer without a tool call: nudge the model, switch it to text mode, or give up.
+    async fn idle(&self, p: &mut Progress) -> Result<(), AgentError> {
+        p.idle += 1;
+        if p.mode == Mode::Native && p.native_calls == 0 && p.idle >= IDLE_BEFORE_TEXT_MODE {
+            p.mode = Mode::Text;
+            p.idle = 0;
+            self.sink
+                .emit(RunEvent::Notice {
                     message: "The model answered twice without calling a tool; switching to tool calls written as text.".into(),
                 })
                 .await;
-            } else if (mode == Mode::Text && native_calls == 0 && text_calls == 0 && idle >= 2)
-                || idle >= IDLE_LIMIT
-            {
-                return Err(AgentError::NoToolUse {
-                    model: llm.endpoint().model.clone(),
-                    answers: iteration,
-                });
-            }
-            messages.push(ChatMessage::user(match mode {
-                Mode::Native => prompts::CONTINUE_PROMPT,
-                Mode::Text => prompts::CONTINUE_TEXT_PROMPT,
-            }));
+        } else if (p.mode == Mode::Text && p.native_calls == 0 && p.text_calls == 0 && p.idle >= 2)
+            || p.idle >= IDLE_LIMIT
+        {
+            return Err(AgentError::NoToolUse {
+                model: self.llm.endpoint().model.clone(),
+                answers: p.step,
+            });
         }
+        p.messages.push(ChatMessage::user(match p.mode {
+            Mode::Native => prompts::CONTINUE_PROMPT,
+            Mode::Text => prompts::CONTINUE_TEXT_PROMPT,
+        }));
+        Ok(())
     }
-    Err(AgentError::IterationLimit(cfg.max_iterations))
 }
 
 /// The failed check goes back as the result of a `checkApp` call the run adds to the model's

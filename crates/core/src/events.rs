@@ -10,8 +10,9 @@ use std::collections::VecDeque;
 
 use std::time::Duration;
 
-use codeflux_db::Db;
+use codeflux_db::cluster::Fence;
 use codeflux_db::notify::EVENTS_CHANNEL;
+use codeflux_db::{Db, DbError};
 use codeflux_protocol::{RunEvent, StoredEvent};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -25,6 +26,8 @@ struct Emitted {
     project_id: Uuid,
     run_id: Uuid,
     event: RunEvent,
+    /// Stored only while this lease holds the run.
+    fence: Option<Fence>,
     stored: Option<oneshot::Sender<i64>>,
 }
 
@@ -37,11 +40,11 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    /// Starts the writer task, and on PostgreSQL the relay of other processes' events.
-    pub fn start(db: Db) -> EventBus {
+    /// Starts the writer task, and on PostgreSQL the relay of other processes' events (`node`:
+    /// this process, so its own announcements are not relayed back).
+    pub fn start(db: Db, node: Uuid) -> EventBus {
         let (tx, rx) = mpsc::channel(256);
         let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let node = Uuid::new_v4();
         tokio::spawn(writer(db.clone(), node, rx, live.clone()));
         tokio::spawn(relay(db.clone(), node, live.clone()));
         EventBus { db, tx, live }
@@ -49,12 +52,24 @@ impl EventBus {
 
     /// Queues an event; returns once the writer has accepted it (not yet stored).
     pub async fn emit(&self, project_id: Uuid, run_id: Uuid, event: RunEvent) {
+        self.emit_fenced(project_id, run_id, event, None).await;
+    }
+
+    /// Queues an event of a run's execution: stored only while `fence` holds the run.
+    pub async fn emit_fenced(
+        &self,
+        project_id: Uuid,
+        run_id: Uuid,
+        event: RunEvent,
+        fence: Option<Fence>,
+    ) {
         if self
             .tx
             .send(Emitted {
                 project_id,
                 run_id,
                 event,
+                fence,
                 stored: None,
             })
             .await
@@ -64,12 +79,14 @@ impl EventBus {
         }
     }
 
-    /// Queues an event and waits until it is stored and broadcast; returns its number.
+    /// Queues an event and waits until it is stored and broadcast; returns its number (None:
+    /// not stored, e.g. the fence no longer holds).
     pub async fn emit_stored(
         &self,
         project_id: Uuid,
         run_id: Uuid,
         event: RunEvent,
+        fence: Option<Fence>,
     ) -> Option<i64> {
         let (done, wait) = oneshot::channel();
         self.tx
@@ -77,6 +94,7 @@ impl EventBus {
                 project_id,
                 run_id,
                 event,
+                fence,
                 stored: Some(done),
             })
             .await
@@ -105,8 +123,21 @@ async fn writer(
 ) {
     while let Some(e) = rx.recv().await {
         let at = codeflux_db::now();
-        let seq = match codeflux_db::append_event(&db, e.project_id, e.run_id, at, &e.event).await {
+        let seq = match codeflux_db::append_event(
+            &db,
+            e.project_id,
+            e.run_id,
+            at,
+            &e.event,
+            e.fence,
+        )
+        .await
+        {
             Ok(seq) => seq,
+            Err(DbError::Fenced) => {
+                tracing::debug!(run = %e.run_id, kind = e.event.kind(), "an event of an execution that lost its run: not stored");
+                continue;
+            }
             Err(err) => {
                 tracing::error!(error = %err, project = %e.project_id, kind = e.event.kind(), "storing a run event: it is lost");
                 continue;

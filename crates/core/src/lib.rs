@@ -29,7 +29,7 @@ use codeflux_protocol::{
 pub use codeflux_sandbox as sandbox;
 use codeflux_sandbox::{PreviewState, SandboxProvider};
 pub use events::{EventBus, EventFeed};
-pub use runs::RunManager;
+pub use runs::{NodeConfig, RunManager};
 pub use seed::seed_samples;
 
 /// Settings of the use-cases, read once at start by the server.
@@ -45,6 +45,8 @@ pub struct CoreConfig {
     pub max_concurrent_runs: usize,
     /// Accounts.
     pub auth: AuthConfig,
+    /// This node in the cluster (its id, URL, lease time).
+    pub node: NodeConfig,
 }
 
 /// Everything a request needs, created once at start and shared.
@@ -55,7 +57,11 @@ pub struct Services {
     runs: RunManager,
     sandboxes: Arc<dyn SandboxProvider>,
     auth: Auth,
+    /// Where projects' sandboxes were last seen (preview forwarding), briefly cached.
+    homes: Arc<std::sync::Mutex<PreviewHomes>>,
 }
+
+type PreviewHomes = std::collections::HashMap<uuid::Uuid, (std::time::Instant, Option<String>)>;
 
 impl Services {
     /// Must be called inside the tokio runtime (starts the event writer).
@@ -71,7 +77,7 @@ impl Services {
             }
             Err(e) => tracing::warn!("{}", e.message),
         }
-        let bus = EventBus::start(db.clone());
+        let bus = EventBus::start(db.clone(), cfg.node.id);
         let runs = RunManager::new(
             db.clone(),
             bus.clone(),
@@ -83,6 +89,7 @@ impl Services {
             } else {
                 cfg.max_concurrent_runs
             },
+            cfg.node,
         );
         let auth = Auth::new(db.clone(), cfg.auth);
         Self {
@@ -91,6 +98,7 @@ impl Services {
             runs,
             sandboxes,
             auth,
+            homes: Arc::default(),
         }
     }
 
@@ -317,6 +325,7 @@ impl Services {
         let latest = codeflux_db::latest_fragment(&self.db, project_id)
             .await
             .map_err(db_error)?;
+        self.runs.hold_sandbox(project_id).await;
         match self
             .sandboxes
             .start_preview(
@@ -332,6 +341,34 @@ impl Services {
                 "The preview could not start: {e}"
             ))),
         }
+    }
+
+    /// Where a preview request must go when another live node holds the project's sandbox
+    /// (its URL, CODEFLUX_NODE_URL); None: served here. Looked up at most once a second per
+    /// project.
+    pub async fn preview_elsewhere(&self, project_id: uuid::Uuid) -> Option<String> {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+        const MAX_CACHED: usize = 4096;
+        if let Ok(cache) = self.homes.lock()
+            && let Some((at, url)) = cache.get(&project_id)
+            && at.elapsed() < FRESH
+        {
+            return url.clone();
+        }
+        let url = match self.runs.sandbox_elsewhere(project_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(project = %project_id, error = %e.message, "looking up where a preview runs; serving it here");
+                None
+            }
+        };
+        if let Ok(mut cache) = self.homes.lock() {
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(project_id, (std::time::Instant::now(), url.clone()));
+        }
+        url
     }
 
     /// Shows a chosen version of the project in its preview. Refused while a run works on the
@@ -415,6 +452,10 @@ pub(crate) fn db_error(err: DbError) -> AppError {
             AppError::internal(
                 "Something went wrong on our side while reading or saving data. It has been logged.",
             )
+        }
+        DbError::Fenced => {
+            tracing::info!(error = %err, "a write of a run this node no longer holds");
+            AppError::conflict("Another server works on this run now.")
         }
     }
 }

@@ -19,6 +19,7 @@ struct Counters {
     run_buckets: [AtomicU64; BUCKETS.len()],
     run_count: AtomicU64,
     run_millis: AtomicU64,
+    takeovers: AtomicU64,
 }
 
 static COUNTERS: Counters = Counters {
@@ -28,7 +29,13 @@ static COUNTERS: Counters = Counters {
     run_buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
     run_count: AtomicU64::new(0),
     run_millis: AtomicU64::new(0),
+    takeovers: AtomicU64::new(0),
 };
+
+/// This node took over a run whose node stopped renewing its lease.
+pub(crate) fn lease_takeover() {
+    COUNTERS.takeovers.fetch_add(1, Ordering::Relaxed);
+}
 
 /// One event stored by this process.
 pub(crate) fn event_written() {
@@ -103,6 +110,20 @@ impl Services {
             "# HELP codeflux_events_written_total Run events this node stored.\n# TYPE codeflux_events_written_total counter\ncodeflux_events_written_total {}",
             load(&COUNTERS.events_written)
         );
+        let _ = writeln!(
+            out,
+            "# HELP codeflux_lease_takeovers_total Runs this node resumed after their node stopped renewing its lease.\n# TYPE codeflux_lease_takeovers_total counter\ncodeflux_lease_takeovers_total {}",
+            load(&COUNTERS.takeovers)
+        );
+        match self.runs().nodes_alive().await {
+            Ok(n) => {
+                let _ = writeln!(
+                    out,
+                    "# HELP codeflux_nodes_alive Nodes on this database whose heartbeat is fresh.\n# TYPE codeflux_nodes_alive gauge\ncodeflux_nodes_alive {n}"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "counting nodes for /metrics"),
+        }
         out
     }
 }

@@ -25,6 +25,13 @@ struct Rig {
 }
 
 async fn rig_with(backend: Backend, configure: impl FnOnce(&mut CoreConfig)) -> Rig {
+    let r = rig_unstarted(backend, configure).await;
+    r.services.runs().start().await.unwrap();
+    r
+}
+
+/// A rig whose node does not claim runs yet (`runs().start()` not called).
+async fn rig_unstarted(backend: Backend, configure: impl FnOnce(&mut CoreConfig)) -> Rig {
     let llm = ScriptedLlm::start().await.unwrap();
     let tdb = TestDb::new(backend).await.unwrap();
     let db = tdb.migrated().await.unwrap();
@@ -378,54 +385,96 @@ async fn a_model_error_leaves_an_error_message() {
 }
 
 #[tokio::test]
-async fn restart_marks_working_runs_interrupted_and_starts_queued_ones() {
-    let r = rig(Backend::Sqlite).await;
+async fn runs_left_by_a_dead_node_are_resumed_and_queued_ones_start() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        left_runs_are_resumed(backend).await;
+    }
+}
+
+/// As left by a node that died: one project's run "running" under a lease that ran out (no
+/// checkpoint: it starts again), another's still queued. A node's queue resumes the first and
+/// starts the second; the dead execution's late writes are refused (fenced).
+async fn left_runs_are_resumed(backend: Backend) {
+    let r = rig_unstarted(backend, |c| c.node.lease = Duration::from_secs(2)).await;
     let db = r.services.db().clone();
-    // As left by a crash: one project with a run "running", one with a run still queued.
-    let (p1, m1) = codeflux_core::db::create_project(
-        &db,
-        codeflux_core::db::NewProject {
-            name: "a".into(),
-            template: Default::default(),
-            prompt: "one".into(),
-            owner_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    let new = |name: &str, prompt: &str| codeflux_core::db::NewProject {
+        name: name.into(),
+        template: Default::default(),
+        prompt: prompt.into(),
+        owner_id: None,
+    };
+    r.llm.push([
+        Turn::text("<task_summary>Recovered.</task_summary>"),
+        Turn::text("<task_summary>Recovered.</task_summary>"),
+    ]);
+    // A dead node claimed p1's run: its lease ends in the past.
+    let dead = uuid::Uuid::now_v7();
+    codeflux_core::db::cluster::register_node(&db, dead, None)
+        .await
+        .unwrap();
+    let (p1, m1) = codeflux_core::db::create_project(&db, new("a", "one"))
+        .await
+        .unwrap();
     let run1 = codeflux_core::db::insert_run(&db, p1.id, m1.id, None)
         .await
         .unwrap();
-    codeflux_core::db::mark_running(&db, run1.id).await.unwrap();
-    let (p2, m2) = codeflux_core::db::create_project(
-        &db,
-        codeflux_core::db::NewProject {
-            name: "b".into(),
-            template: Default::default(),
-            prompt: "two".into(),
-            owner_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    let old = codeflux_core::db::cluster::claim_run(&db, dead, 0)
+        .await
+        .unwrap()
+        .expect("the dead node's claim");
+    assert_eq!((old.run.id, old.taken_from), (run1.id, None));
+    let (p2, m2) = codeflux_core::db::create_project(&db, new("b", "two"))
+        .await
+        .unwrap();
     codeflux_core::db::insert_run(&db, p2.id, m2.id, None)
         .await
         .unwrap();
-    r.llm
-        .push([Turn::text("<task_summary>Recovered.</task_summary>")]);
+    r.services.runs().start().await.unwrap();
 
-    let (interrupted, queued) = r.services.runs().recover().await.unwrap();
-    assert_eq!((interrupted, queued), (1, 1));
     let e1 = until_runs_end(&r.services, &p1.id.to_string(), 0, 1).await;
-    assert_eq!(e1.last().unwrap().event.kind(), "run_interrupted");
+    assert_eq!(e1.last().unwrap().event.kind(), "run_finished", "{e1:#?}");
+    assert!(
+        e1.iter().any(|e| matches!(&e.event, RunEvent::Notice { message } if message.contains("stopped answering"))),
+        "the resumption is told: {e1:#?}"
+    );
     let msgs = r
         .services
         .list_messages(&Actor::Local, &p1.id.to_string())
         .await
         .unwrap();
-    assert!(msgs[1].kind == MessageKind::Error && msgs[1].content.contains("restarted"));
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[1].kind == MessageKind::Result, "{:?}", msgs[1]);
     let e2 = until_runs_end(&r.services, &p2.id.to_string(), 0, 1).await;
     assert_eq!(e2.last().unwrap().event.kind(), "run_finished");
+
+    // The dead execution wakes up: none of its writes land.
+    let late = codeflux_core::db::append_event(
+        &db,
+        p1.id,
+        run1.id,
+        codeflux_core::db::now(),
+        &RunEvent::Notice {
+            message: "late".into(),
+        },
+        Some(old.fence),
+    )
+    .await;
+    assert!(
+        matches!(late, Err(codeflux_core::db::DbError::Fenced)),
+        "{late:?}"
+    );
+    let end =
+        codeflux_core::db::cluster::end_run(&db, old.fence, RunStatus::Failed, None, None, None)
+            .await;
+    assert!(
+        matches!(end, Err(codeflux_core::db::DbError::Fenced)),
+        "{end:?}"
+    );
+    let run = codeflux_core::db::find_run(&db, run1.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Finished);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! `codeflux_protocol` types. Works on SQLite (the default, one file) and PostgreSQL.
 
 mod accounts;
+pub mod cluster;
 pub mod entity;
 pub mod notify;
 mod repo;
@@ -30,6 +31,10 @@ pub enum DbError {
     /// A stored value that our code cannot read back (a bug or a hand-edited row).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The run's lease belongs to another execution now (this node lost it: it was taken over
+    /// after it stopped renewing): nothing was written.
+    #[error("the run's lease was taken over by another node")]
+    Fenced,
 }
 
 impl From<sea_orm::DbErr> for DbError {

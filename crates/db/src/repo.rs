@@ -167,12 +167,25 @@ pub async fn insert_result(
     fragment: NewFragment,
     meta: MessageMeta,
 ) -> Result<Message, DbError> {
+    let txn = db.begin().await?;
+    let msg = insert_result_in(&txn, project_id, content, fragment, meta).await?;
+    txn.commit().await?;
+    Ok(msg)
+}
+
+/// An ASSISTANT RESULT message with its fragment, inside the caller's transaction.
+pub(crate) async fn insert_result_in(
+    conn: &impl ConnectionTrait,
+    project_id: Uuid,
+    content: String,
+    fragment: NewFragment,
+    meta: MessageMeta,
+) -> Result<Message, DbError> {
     let now = now();
     let files = serde_json::to_value(&fragment.files)
         .map_err(|e| DbError::Corrupt(format!("fragment files: {e}")))?;
-    let txn = db.begin().await?;
     let msg = insert_message_row(
-        &txn,
+        conn,
         project_id,
         content,
         Role::Assistant,
@@ -190,11 +203,25 @@ pub async fn insert_result(
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(&txn)
+    .insert(conn)
     .await?;
-    touch_project(&txn, project_id, now).await?;
-    txn.commit().await?;
+    touch_project(conn, project_id, now).await?;
     message_dto(msg, Some(frag))
+}
+
+/// A message without a fragment, inside the caller's transaction.
+pub(crate) async fn insert_message_in(
+    conn: &impl ConnectionTrait,
+    project_id: Uuid,
+    content: String,
+    role: Role,
+    kind: MessageKind,
+    meta: MessageMeta,
+) -> Result<Message, DbError> {
+    let now = now();
+    let row = insert_message_row(conn, project_id, content, role, kind, meta, now).await?;
+    touch_project(conn, project_id, now).await?;
+    message_dto(row, None)
 }
 
 async fn insert_message_row(

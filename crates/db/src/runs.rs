@@ -213,40 +213,47 @@ pub async fn run_counts(db: &Db) -> Result<Vec<(String, u64)>, DbError> {
 /// Stores one event under the project's next number, allocated by the database in the insert
 /// itself (the project's highest number + 1): numbers are gap-free per project whichever
 /// process writes. Two writers that compute the same number collide on the primary key; the
-/// loser computes again.
+/// loser computes again. With a `fence`, the event is stored only while that lease holds the
+/// run (`Err(Fenced)` otherwise): an execution that lost its run writes no more events.
 pub async fn append_event(
     db: &Db,
     project_id: Uuid,
     run_id: Uuid,
     at: DateTime<Utc>,
     event: &RunEvent,
+    fence: Option<crate::cluster::Fence>,
 ) -> Result<i64, DbError> {
     let payload =
         serde_json::to_value(event).map_err(|e| DbError::Corrupt(format!("event payload: {e}")))?;
     let backend = db.get_database_backend();
-    let mut values: Vec<sea_orm::Value> = vec![
+    let (fence_run, fence_gen) = fence.map_or((run_id, -1), |f| (f.run_id, f.generation));
+    let values: Vec<sea_orm::Value> = vec![
         project_id.into(),
         run_id.into(),
         event.kind().into(),
         payload.into(),
         at.into(),
+        fence.is_some().into(),
+        fence_run.into(),
+        fence_gen.into(),
     ];
+    // SQLite reads `$n` as `?n` (numbered, so the project id is bound once).
+    let sql = "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
+         SELECT * FROM (SELECT $1 AS project_id, COALESCE(MAX(seq), 0) + 1 AS seq, $2 AS run_id, \
+         $3 AS type, $4 AS payload, $5 AS created_at FROM run_events WHERE project_id = $1) AS next \
+         WHERE NOT $6 OR EXISTS (SELECT 1 FROM runs WHERE id = $7 AND lease_gen = $8) \
+         RETURNING seq";
     let sql = if backend == DbBackend::Postgres {
-        "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM run_events WHERE project_id = $1 \
-         RETURNING seq"
+        sql.to_owned()
     } else {
-        // SQLite's `?` is positional: the project id is bound a second time.
-        values.push(project_id.into());
-        "INSERT INTO run_events (project_id, seq, run_id, type, payload, created_at) \
-         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM run_events WHERE project_id = ? \
-         RETURNING seq"
+        sql.replace('$', "?")
     };
     let mut attempt = 0u32;
     loop {
-        let stmt = Statement::from_sql_and_values(backend, sql, values.clone());
+        let stmt = Statement::from_sql_and_values(backend, &sql, values.clone());
         match db.query_one_raw(stmt).await {
             Ok(Some(row)) => return Ok(row.try_get::<i64>("", "seq")?),
+            Ok(None) if fence.is_some() => return Err(DbError::Fenced),
             Ok(None) => return Err(DbError::Corrupt("the insert returned no number".into())),
             Err(e)
                 if attempt < 50

@@ -249,7 +249,7 @@ async fn runs_claims_and_event_numbers(backend: Backend) {
                     message: format!("writer {w} event {i}"),
                 };
                 got.push(
-                    codeflux_db::append_event(&db, pid, rid, codeflux_db::now(), &ev)
+                    codeflux_db::append_event(&db, pid, rid, codeflux_db::now(), &ev, None)
                         .await
                         .unwrap(),
                 );

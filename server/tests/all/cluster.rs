@@ -1,22 +1,48 @@
-//! Several `codeflux` processes on one PostgreSQL database (issue 14, first steps): event
-//! numbers come from the database, so two processes never collide; a reader connected to one
-//! process sees, live and without gaps, the events another process writes (LISTEN/NOTIFY).
+//! Several `codeflux` processes on one PostgreSQL database (issue 14): event numbers come from
+//! the database, so two processes never collide; a reader connected to one process sees, live
+//! and without gaps, the events another process writes (LISTEN/NOTIFY); runs are claimed from
+//! one queue, a killed node's run is resumed by another from its checkpoint, and a preview
+//! asked of a node without the project's sandbox is forwarded to the node that has it.
+
+use std::time::{Duration, Instant};
 
 use codeflux_test_support::scripted_llm::{ScriptedLlm, Turn};
 use codeflux_test_support::{Backend, ServerOptions, ServerProcess, TestDb};
 use serde_json::json;
 
+use crate::sandbox::{hmr_hello, hmr_token, preview_get, wait_preview};
 use crate::support::{binary, call, get, is_end, root, sse};
 
 fn node(db: &TestDb, llm: &ScriptedLlm, data: &std::path::Path, json_logs: bool) -> ServerProcess {
+    node_with(db, llm, data, json_logs, "", &[])
+}
+
+/// A node whose model calls go to `<llm>/<name>` (so the scripted model's log tells which node
+/// asked), with extra settings.
+fn node_with(
+    db: &TestDb,
+    llm: &ScriptedLlm,
+    data: &std::path::Path,
+    json_logs: bool,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> ServerProcess {
+    let base = if name.is_empty() {
+        llm.base_url.clone()
+    } else {
+        format!("{}/{name}", llm.base_url)
+    };
     let mut env: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db.url.clone()),
-        ("LLM_BASE_URL".into(), llm.base_url.clone()),
+        ("LLM_BASE_URL".into(), base),
         ("LLM_API_KEY".into(), "sk-cluster".into()),
         ("LLM_MODEL".into(), "scripted".into()),
     ];
     if json_logs {
         env.push(("CODEFLUX_LOG_FORMAT".into(), "json".into()));
+    }
+    for (k, v) in extra {
+        env.push(((*k).into(), (*v).into()));
     }
     ServerProcess::start(ServerOptions {
         binary: binary(),
@@ -82,8 +108,8 @@ async fn a_reader_on_one_node_sees_every_event_another_node_writes() {
     );
     assert_eq!(first.last().unwrap().1, "run_finished");
 
-    // A follow-up through node B's API: node B runs it (its numbers continue the project's),
-    // watched live from node A.
+    // A follow-up through node B's API (whichever node claims it, its numbers continue the
+    // project's), watched live from node A.
     llm.push([
         page("CLUSTER-TWO"),
         Turn::text("<task_summary>Two.</task_summary>"),
@@ -121,9 +147,10 @@ async fn a_reader_on_one_node_sees_every_event_another_node_writes() {
         assert_eq!(ids(&all), (1..=m2).collect::<Vec<_>>(), "{base}");
     }
 
-    // Metrics: runs by status from the database (both nodes agree), the rest per node.
-    let mut written = 0.0;
-    for (srv, tokens) in [(&a, 480.0), (&b, 480.0)] {
+    // Metrics: runs by status from the database (both nodes agree), the rest per node (which
+    // node claimed which run is the queue's choice: the sums are fixed).
+    let (mut written, mut runs, mut tokens) = (0.0, 0.0, 0.0);
+    for srv in [&a, &b] {
         let (st, text) = get(&format!("{}/metrics", srv.base_url)).await;
         assert_eq!(st, 200, "{text}");
         assert_eq!(
@@ -132,22 +159,21 @@ async fn a_reader_on_one_node_sees_every_event_another_node_writes() {
             "{text}"
         );
         assert_eq!(sample(&text, "codeflux_runs{status=\"running\"}"), 0.0);
-        assert_eq!(
-            sample(&text, "codeflux_run_duration_seconds_count"),
-            1.0,
-            "one run each"
-        );
-        assert_eq!(
-            sample(&text, "codeflux_model_tokens_total{kind=\"prompt\"}")
-                + sample(&text, "codeflux_model_tokens_total{kind=\"completion\"}"),
-            tokens
-        );
+        assert_eq!(sample(&text, "codeflux_nodes_alive"), 2.0, "{text}");
+        runs += sample(&text, "codeflux_run_duration_seconds_count");
+        tokens += sample(&text, "codeflux_model_tokens_total{kind=\"prompt\"}")
+            + sample(&text, "codeflux_model_tokens_total{kind=\"completion\"}");
         written += sample(&text, "codeflux_events_written_total");
     }
-    assert_eq!(written, m2 as f64, "each event written once, by one node");
+    assert_eq!(runs, 2.0, "two runs, each executed once");
+    assert_eq!(tokens, 960.0);
+    assert!(
+        written >= m2 as f64 - 2.0 && written <= m2 as f64,
+        "each event written once, by one node ({written} of {m2}; the queued events are written by the node asked)"
+    );
 
-    // One active run per project across nodes: a follow-up sent to node B while node A works
-    // on the project waits until A's run has ended.
+    // One active run per project across nodes: a follow-up sent to node B while a node works
+    // on the project waits until that run has ended.
     let gate = std::sync::Arc::new(tokio::sync::Notify::new());
     llm.push([
         page("CLUSTER-THREE"),
@@ -188,7 +214,7 @@ async fn a_reader_on_one_node_sees_every_event_another_node_writes() {
     assert_eq!(
         llm.agent_requests().len(),
         before + 2,
-        "node B waits for node A's run"
+        "the follow-up waits for the working run"
     );
     gate.notify_waiters();
     let ends = std::cell::Cell::new(0);
@@ -217,4 +243,128 @@ async fn a_reader_on_one_node_sees_every_event_another_node_writes() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
         assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
     }
+}
+
+/// Which node (its model path prefix) sent an agent request.
+fn node_of(path: &str) -> &str {
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_killed_nodes_run_is_resumed_elsewhere_and_previews_are_forwarded() {
+    let db = TestDb::new(Backend::Postgres).await.unwrap();
+    let llm = ScriptedLlm::start().await.unwrap();
+    let base_path = url::Url::parse(&llm.base_url).unwrap().path().to_owned();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let lease = [("CODEFLUX_LEASE_SECS", "2")];
+    let mut a = Some(node_with(&db, &llm, dirs[0].path(), false, "na", &lease));
+    let b = node_with(&db, &llm, dirs[1].path(), false, "nb", &lease);
+
+    // A run that writes its page, then hangs in its second model call.
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    llm.push([
+        page("RESUMED-PAGE"),
+        Turn::Gated {
+            turn: Box::new(Turn::text("never arrives")),
+            at: 1,
+            gate: gate.clone(),
+        },
+    ]);
+    let (st, p) = call(&b.base_url, "projects/create", &[("prompt", "Build it")]).await;
+    assert_eq!(st, 200, "{p}");
+    let pid = p["id"].as_str().unwrap().to_owned();
+    assert!(llm.wait_requests(2, Duration::from_secs(60)).await);
+    let first = llm.agent_requests();
+    let worker = node_of(first[1].path.trim_start_matches(&base_path)).to_owned();
+    assert!(worker == "na" || worker == "nb", "{worker}");
+    // A reader on the node that survives, connected before the kill.
+    let (dead, alive) = if worker == "na" {
+        (a.take().unwrap(), &b)
+    } else {
+        (b, a.as_ref().unwrap())
+    };
+    let alive_url = alive.base_url.clone();
+    let watcher = {
+        let (base, pid) = (alive_url.clone(), pid.clone());
+        tokio::spawn(async move { sse(&base, &pid, None, is_end).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // SIGKILL mid-run: the survivor takes the run over once the lease runs out and resumes it
+    // from the checkpoint (the page written in step 1 is in the rebuilt workspace).
+    llm.push([Turn::text("<task_summary>Resumed.</task_summary>")]);
+    let killed_at = Instant::now();
+    dead.kill();
+    gate.notify_waiters();
+    let events = tokio::time::timeout(Duration::from_secs(120), watcher)
+        .await
+        .expect("the resumed run ends")
+        .unwrap();
+    let took = killed_at.elapsed();
+    let n = events.len() as i64;
+    assert_eq!(
+        ids(&events),
+        (1..=n).collect::<Vec<_>>(),
+        "gap-free, no duplicates"
+    );
+    assert_eq!(events.last().unwrap().1, "run_finished", "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(_, k, d)| k == "notice" && d.to_string().contains("stopped answering")),
+        "{events:?}"
+    );
+    assert!(took < Duration::from_secs(60), "taken over in {took:?}");
+    let calls = llm.agent_requests();
+    let resumed = calls.last().unwrap();
+    assert_ne!(node_of(resumed.path.trim_start_matches(&base_path)), worker);
+    // It continued after step 1 (whose tool result it sent), not from the start.
+    assert_eq!(calls.len(), 3, "the page step was not repeated");
+    let sent = resumed.body["messages"].to_string();
+    assert!(sent.contains("\"role\":\"tool\""), "{sent}");
+    let (_, msgs) = call(&alive_url, "messages/get_many", &[("project_id", &pid)]).await;
+    let last = msgs.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["role"].as_str(), last["type"].as_str()),
+        (Some("ASSISTANT"), Some("RESULT")),
+        "{last}"
+    );
+    assert!(
+        last["fragment"]["files"]["src/App.tsx"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RESUMED-PAGE"),
+        "the version holds the file written before the kill: {last}"
+    );
+
+    // A third node without the sandbox forwards the preview (HTTP and the HMR websocket) to
+    // the node that holds it, and starts no sandbox itself.
+    let c = node_with(&db, &llm, dirs[2].path(), false, "nc", &lease);
+    let module = wait_preview(&c.base_url, &pid, "/src/App.tsx", "RESUMED-PAGE").await;
+    assert!(module.contains("jsx"), "{module}");
+    let (st, html) = preview_get(&c.base_url, &pid, "/", "text/html").await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        html.matches("data-codeflux=\"preview-errors\"").count(),
+        1,
+        "our script is added once, by the node that serves the page: {html}"
+    );
+    let token = hmr_token(&c.base_url, &pid).await;
+    let hello = hmr_hello(&c.base_url, &pid, &token).await;
+    assert!(
+        hello.starts_with("HTTP/1.1 101") && hello.contains("connected"),
+        "{hello}"
+    );
+    let (_, text) = get(&format!("{}/metrics", c.base_url)).await;
+    assert_eq!(sample(&text, "codeflux_live_sandboxes"), 0.0, "{text}");
+    let (_, text) = get(&format!("{alive_url}/metrics")).await;
+    assert_eq!(
+        sample(&text, "codeflux_lease_takeovers_total"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(sample(&text, "codeflux_live_sandboxes"), 1.0, "{text}");
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{call, call_as, http, is_end, sse_as, sse_until_end, start_with_model};
 
-async fn preview_get(base: &str, pid: &str, path: &str, accept: &str) -> (u16, String) {
+pub(crate) async fn preview_get(base: &str, pid: &str, path: &str, accept: &str) -> (u16, String) {
     let port = base.rsplit(':').next().unwrap();
     let res = http()
         .get(format!("{base}{path}"))
@@ -24,7 +24,7 @@ async fn preview_get(base: &str, pid: &str, path: &str, accept: &str) -> (u16, S
 }
 
 /// Polls until the preview serves `path` containing `needle` (at most 120 s).
-async fn wait_preview(base: &str, pid: &str, path: &str, needle: &str) -> String {
+pub(crate) async fn wait_preview(base: &str, pid: &str, path: &str, needle: &str) -> String {
     let t0 = Instant::now();
     loop {
         let (st, body) = preview_get(base, pid, path, "*/*").await;
@@ -38,6 +38,41 @@ async fn wait_preview(base: &str, pid: &str, path: &str, needle: &str) -> String
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Opens Vite's HMR websocket through the server at `base` and returns what came back within
+/// 15 s (the 101 answer and Vite's hello).
+pub(crate) async fn hmr_hello(base: &str, pid: &str, token: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let mut ws = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /?token={token} HTTP/1.1\r\nHost: {pid}.preview.localhost:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: vite-hmr\r\n\r\n"
+    );
+    ws.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&got).contains("connected")
+        && t0.elapsed() < Duration::from_secs(15)
+    {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(15), ws.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The token Vite's client uses for its HMR websocket, read from `/@vite/client` via `base`.
+pub(crate) async fn hmr_token(base: &str, pid: &str) -> String {
+    let client = preview_get(base, pid, "/@vite/client", "*/*").await.1;
+    client
+        .split("wsToken = \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 const PAGE: &str = "export default function App() {\n  return <main className=\"p-8\"><h1>PREVIEW-MARKER-ONE</h1></main>;\n}\n";
@@ -78,33 +113,8 @@ async fn the_preview_is_served_through_the_app_port_with_hmr() {
     assert!(!body.contains(&pid), "no app API on a preview host");
 
     // The HMR websocket through the proxy: 101, then Vite's hello.
-    let client = preview_get(&srv.base_url, &pid, "/@vite/client", "*/*")
-        .await
-        .1;
-    let token = client
-        .split("wsToken = \"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_default()
-        .to_owned();
-    let port = srv.base_url.rsplit(':').next().unwrap().to_owned();
-    let mut ws = tokio::net::TcpStream::connect(srv.addr()).await.unwrap();
-    let req = format!(
-        "GET /?token={token} HTTP/1.1\r\nHost: {pid}.preview.localhost:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: vite-hmr\r\n\r\n"
-    );
-    ws.write_all(req.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let t0 = Instant::now();
-    while !String::from_utf8_lossy(&got).contains("connected")
-        && t0.elapsed() < Duration::from_secs(15)
-    {
-        let mut buf = [0u8; 4096];
-        match tokio::time::timeout(Duration::from_secs(15), ws.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            _ => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&got);
+    let token = hmr_token(&srv.base_url, &pid).await;
+    let text = hmr_hello(&srv.base_url, &pid, &token).await;
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     assert!(text.contains("\"type\":\"connected\""), "{text}");
 

@@ -1,51 +1,114 @@
-//! One run, start to end: the agent's outcome stored as a message (and version), an unfinished
-//! version kept at the step limit, or a failure told. Every way out leaves a message that
-//! records the run's model and tokens, and a final event.
+//! One claimed run on this node, start (or resumption) to end: its lease kept, the work, and
+//! the way it ended stored (`end.rs`). A run this node loses (its lease taken over) stops here
+//! without another write: the node that took it finishes it.
 
 use codeflux_agent::AgentError;
-use codeflux_db::{MessageMeta, NewFragment};
-use codeflux_protocol::{Message, Run, RunEvent, RunStatus};
+use codeflux_db::MessageMeta;
+use codeflux_db::cluster::{Claim, Fence};
+use codeflux_protocol::{Run, RunEvent};
 use tokio_util::sync::CancellationToken;
 
+use super::checkpoint::Resume;
 use super::sink::RunSink;
-use super::work::Done;
-use super::{RunError, RunManager};
+use super::{Local, RunError, RunManager, lease};
+
+/// Takeovers of one run after which it is ended as interrupted (a run that brings every node
+/// that works on it down must not go round the cluster for ever).
+const MAX_RESUMES: i32 = 5;
 
 impl RunManager {
-    /// One run, start to end.
-    pub(super) async fn execute(&self, run: Run, token: CancellationToken) {
-        let db = &self.0.db;
-        let project_id = run.project_id;
-        match codeflux_db::mark_running(db, run.id).await {
-            Ok(true) => {}
-            Ok(false) => {
-                // A cancel landed after the queue was read: it already said so.
-                tracing::info!(run = %run.id, "the run was cancelled before it started");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, run = %run.id, "marking a run as running; not starting it");
-                self.fail(&run, "The run could not be started: the database did not answer. Send the request again.", "internal", MessageMeta::default()).await;
-                return;
-            }
+    /// A claimed run, with its lease kept while it works.
+    pub(super) async fn execute(&self, claim: Claim) {
+        let Claim {
+            run,
+            fence,
+            taken_from,
+            resumes,
+        } = claim;
+        let cancel = CancellationToken::new();
+        let lost = CancellationToken::new();
+        if let Ok(mut local) = self.0.local.lock() {
+            local.insert(
+                run.id,
+                Local {
+                    cancel: cancel.clone(),
+                    lost: lost.clone(),
+                },
+            );
         }
+        let keeper = lease::keep(
+            self.0.db.clone(),
+            fence,
+            self.0.node.lease,
+            cancel.clone(),
+            lost.clone(),
+        );
+        if taken_from.is_some() {
+            crate::metrics::lease_takeover();
+            tracing::info!(run = %run.id, from = ?taken_from, resumes, "resuming a run whose node stopped renewing its lease");
+        }
+        if resumes > MAX_RESUMES {
+            self.interrupted(&run, fence, resumes).await;
+        } else {
+            self.work_claimed(&run, fence, taken_from.is_some(), &cancel, &lost)
+                .await;
+        }
+        keeper.abort();
+        if let Ok(mut local) = self.0.local.lock() {
+            local.remove(&run.id);
+        }
+    }
+
+    async fn work_claimed(
+        &self,
+        run: &Run,
+        fence: Fence,
+        resumed: bool,
+        cancel: &CancellationToken,
+        lost: &CancellationToken,
+    ) {
+        let project_id = run.project_id;
+        let resume = if resumed {
+            self.load_resume(run.id).await
+        } else {
+            None
+        };
+        let event = match (resumed, &resume) {
+            (false, _) => RunEvent::RunStarted {
+                message_id: run.message_id,
+            },
+            (true, Some(r)) => RunEvent::Notice {
+                message: format!(
+                    "The server that was working on this stopped answering; another one continues from step {}.",
+                    r.progress.step()
+                ),
+            },
+            (true, None) => RunEvent::Notice {
+                message: "The server that was working on this stopped answering before its first step; another one starts it again.".into(),
+            },
+        };
         self.0
             .bus
-            .emit(
-                project_id,
-                run.id,
-                RunEvent::RunStarted {
-                    message_id: run.message_id,
-                },
-            )
+            .emit_fenced(project_id, run.id, event, Some(fence))
             .await;
-        let sink = RunSink::new(self.0.bus.clone(), project_id, run.id);
+        let usage = resume
+            .as_ref()
+            .map_or((None, None), |r| (r.usage, r.model.clone()));
+        let sink = RunSink::new(self.0.bus.clone(), project_id, fence, usage);
         let started = std::time::Instant::now();
         let result = tokio::select! {
-            r = self.work(&run, &sink) => Some(r),
-            () = token.cancelled() => None,
+            biased;
+            () = lost.cancelled() => {
+                tracing::info!(run = %run.id, "this node no longer holds the run");
+                return;
+            }
+            () = cancel.cancelled() => None,
+            r = self.work(run, &sink, fence, resume) => Some(r),
         };
         sink.flush().await;
+        if lost.is_cancelled() {
+            return;
+        }
         let meta = MessageMeta {
             run_id: Some(run.id),
             model: sink.model().or_else(|| run.model.clone()),
@@ -58,14 +121,17 @@ impl RunManager {
             .map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
         crate::metrics::run_ended(started.elapsed().as_secs_f64(), prompt, completion);
         match result {
-            Some(Ok(done)) => self.finished(&run, done, meta).await,
+            Some(Ok(done)) => self.finished(run, fence, done, meta).await,
             Some(Err(RunError::Unfinished {
                 error,
                 files,
                 sandbox_url,
             })) => {
-                self.unfinished(&run, &error, files, sandbox_url, meta)
+                self.unfinished(run, fence, &error, files, sandbox_url, meta)
                     .await
+            }
+            Some(Err(RunError::Agent(AgentError::Superseded))) => {
+                tracing::info!(run = %run.id, "another node continues the run");
             }
             Some(Err(RunError::Agent(e))) => {
                 let class = e.class();
@@ -78,187 +144,31 @@ impl RunManager {
                 } else {
                     tracing::warn!(run = %run.id, class, error = %e, "run failed");
                 }
-                self.fail(&run, &reason, class, meta).await;
+                self.fail(run, fence, &reason, class, meta).await;
             }
             Some(Err(RunError::App(e))) => {
                 tracing::warn!(run = %run.id, error = %e, "run failed");
-                self.fail(&run, &e.message, "setup", meta).await;
+                self.fail(run, fence, &e.message, "setup", meta).await;
             }
-            None => self.cancelled(&run, meta).await,
+            None => self.cancelled(run, fence, meta).await,
         }
     }
 
-    /// Stores the reply and its version, ends the run.
-    async fn finished(&self, run: &Run, done: Done, meta: MessageMeta) {
-        let Done {
-            outcome,
-            files,
-            sandbox_url,
-        } = done;
-        let checks = outcome.checks.clone();
-        let stored = codeflux_db::insert_result(
-            &self.0.db,
-            run.project_id,
-            outcome.reply.clone(),
-            NewFragment {
-                sandbox_url,
-                title: outcome.title.clone(),
-                files,
+    /// What a run stored to continue from (None: nothing usable; it starts again).
+    async fn load_resume(&self, run_id: uuid::Uuid) -> Option<Resume> {
+        match codeflux_db::cluster::load_checkpoint(&self.0.db, run_id).await {
+            Ok(Some(cp)) => match Resume::from_checkpoint(cp) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(run = %run_id, error = %e, "a checkpoint that cannot be read: starting the run again");
+                    None
+                }
             },
-            MessageMeta { checks, ..meta },
-        )
-        .await;
-        let message = match stored {
-            Ok(m) => m,
+            Ok(None) => None,
             Err(e) => {
-                tracing::error!(error = %e, "storing a run's result");
-                self.fail(
-                    run,
-                    "The result could not be saved (database error). Try again.",
-                    "database",
-                    MessageMeta::default(),
-                )
-                .await;
-                return;
-            }
-        };
-        let usage = serde_json::json!({
-            "prompt_tokens": outcome.usage.prompt_tokens,
-            "completion_tokens": outcome.usage.completion_tokens,
-            "cost_usd": message.usage.and_then(|u| u.cost_usd),
-            "requests": outcome.requests,
-            "chars_sent": outcome.chars_sent,
-            "iterations": outcome.iterations,
-            "checks_passed": outcome.checks.as_ref().map(|c| c.passed()),
-        });
-        if let Err(e) =
-            codeflux_db::mark_ended(&self.0.db, run.id, RunStatus::Finished, None, Some(usage))
-                .await
-        {
-            tracing::error!(run = %run.id, error = %e, "recording a finished run");
-        }
-        tracing::info!(
-            run = %run.id,
-            iterations = outcome.iterations,
-            prompt_tokens = outcome.usage.prompt_tokens,
-            checks_passed = ?outcome.checks.as_ref().map(|c| c.passed()),
-            "run finished"
-        );
-        self.announce_version(run, &message, &outcome.title).await;
-    }
-
-    async fn announce_version(&self, run: &Run, message: &Message, title: &str) {
-        if let Some(fragment) = &message.fragment {
-            self.0
-                .bus
-                .emit_stored(
-                    run.project_id,
-                    run.id,
-                    RunEvent::RunFinished {
-                        message_id: message.id,
-                        fragment_id: fragment.id,
-                        title: title.to_owned(),
-                        sandbox_url: fragment.sandbox_url.clone(),
-                        file_count: u32::try_from(fragment.files.len()).unwrap_or(u32::MAX),
-                    },
-                )
-                .await;
-        }
-    }
-
-    /// The step limit: what the agent wrote so far becomes an unfinished version (so the next
-    /// run, which starts from the latest version, continues from it), and the run is failed
-    /// with a message that says so.
-    async fn unfinished(
-        &self,
-        run: &Run,
-        error: &AgentError,
-        files: std::collections::BTreeMap<String, String>,
-        sandbox_url: String,
-        meta: MessageMeta,
-    ) {
-        let text = format!(
-            "{error} What it wrote so far is kept as an unfinished version (shown in the preview), and a follow-up continues from it: say what is left, or just \"continue\"."
-        );
-        let stored = codeflux_db::insert_result(
-            &self.0.db,
-            run.project_id,
-            text.clone(),
-            NewFragment {
-                sandbox_url,
-                title: "Unfinished Work".into(),
-                files,
-            },
-            meta,
-        )
-        .await;
-        if let Err(e) = codeflux_db::mark_ended(
-            &self.0.db,
-            run.id,
-            RunStatus::Failed,
-            Some(text.clone()),
-            None,
-        )
-        .await
-        {
-            tracing::error!(run = %run.id, error = %e, "recording a run out of steps");
-        }
-        tracing::warn!(run = %run.id, "run used all its steps; kept as an unfinished version");
-        match stored {
-            Ok(message) => {
-                self.0
-                    .bus
-                    .emit_stored(
-                        run.project_id,
-                        run.id,
-                        RunEvent::RunFailed {
-                            message_id: message.id,
-                            reason: text,
-                            class: error.class().to_owned(),
-                        },
-                    )
-                    .await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "storing an unfinished version");
-                self.fail(
-                    run,
-                    &format!("{error} Its files could not be saved (database error)."),
-                    error.class(),
-                    MessageMeta::default(),
-                )
-                .await;
+                tracing::warn!(run = %run_id, error = %e, "reading the run's checkpoint: starting it again");
+                None
             }
         }
-    }
-
-    async fn cancelled(&self, run: &Run, meta: MessageMeta) {
-        if let Err(e) = codeflux_db::mark_ended(
-            &self.0.db,
-            run.id,
-            RunStatus::Cancelled,
-            Some("cancelled".into()),
-            None,
-        )
-        .await
-        {
-            tracing::error!(run = %run.id, error = %e, "recording a cancelled run");
-        }
-        self.record_error_with(
-            run.project_id,
-            "Stopped. The files written before the stop are kept in the sandbox; the last finished version is unchanged.",
-            meta,
-        )
-        .await;
-        self.0
-            .bus
-            .emit_stored(
-                run.project_id,
-                run.id,
-                RunEvent::RunCancelled {
-                    message_id: run.message_id,
-                },
-            )
-            .await;
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use codeflux_agent::EventSink;
+use codeflux_db::cluster::Fence;
 use codeflux_protocol::{RunEvent, TokenUsage};
 use uuid::Uuid;
 
@@ -28,20 +29,36 @@ pub(super) struct RunSink {
     bus: EventBus,
     project_id: Uuid,
     run_id: Uuid,
+    /// The execution's lease: its events are stored only while it holds the run.
+    fence: Fence,
     pending: Mutex<Pending>,
     /// Tokens of the run so far, and the model that last answered.
     usage: Mutex<(Option<TokenUsage>, Option<String>)>,
 }
 
 impl RunSink {
-    pub(super) fn new(bus: EventBus, project_id: Uuid, run_id: Uuid) -> Self {
+    /// `usage`: what earlier executions of the run used (a resumed run goes on counting).
+    pub(super) fn new(
+        bus: EventBus,
+        project_id: Uuid,
+        fence: Fence,
+        usage: (Option<TokenUsage>, Option<String>),
+    ) -> Self {
         Self {
             bus,
             project_id,
-            run_id,
+            run_id: fence.run_id,
+            fence,
             pending: Mutex::new(Pending::default()),
-            usage: Mutex::new((None, None)),
+            usage: Mutex::new(usage),
         }
+    }
+
+    /// Sends an event of this execution (fenced).
+    pub(super) async fn send(&self, event: RunEvent) {
+        self.bus
+            .emit_fenced(self.project_id, self.run_id, event, Some(self.fence))
+            .await;
     }
 
     /// What the run's model calls used (None: no call reported usage).
@@ -70,18 +87,10 @@ impl RunSink {
     pub(super) async fn flush(&self) {
         let (reasoning, text) = self.take();
         if let Some(text) = reasoning {
-            self.bus
-                .emit(
-                    self.project_id,
-                    self.run_id,
-                    RunEvent::ReasoningDelta { text },
-                )
-                .await;
+            self.send(RunEvent::ReasoningDelta { text }).await;
         }
         if let Some(text) = text {
-            self.bus
-                .emit(self.project_id, self.run_id, RunEvent::TextDelta { text })
-                .await;
+            self.send(RunEvent::TextDelta { text }).await;
         }
     }
 
@@ -150,6 +159,6 @@ impl EventSink for RunSink {
             }
             _ => self.flush().await,
         }
-        self.bus.emit(self.project_id, self.run_id, event).await;
+        self.send(event).await;
     }
 }

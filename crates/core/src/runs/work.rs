@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 use codeflux_agent::{AgentError, Outcome, Task};
+use codeflux_db::cluster::Fence;
 use codeflux_protocol::{AppError, MessageKind, Role, Run};
 
+use super::checkpoint::{Resume, RunCheckpoints};
 use super::sink::RunSink;
 use super::{RunError, RunManager};
 use crate::db_error;
@@ -17,8 +19,15 @@ pub(super) struct Done {
 }
 
 impl RunManager {
-    /// The work itself: the model, the sandbox, the agent.
-    pub(super) async fn work(&self, run: &Run, sink: &RunSink) -> Result<Done, RunError> {
+    /// The work itself: the model, the sandbox (from the checkpoint's files when resuming,
+    /// else from the latest version), the agent (checkpointed before every model call).
+    pub(super) async fn work(
+        &self,
+        run: &Run,
+        sink: &RunSink,
+        fence: Fence,
+        resume: Option<Resume>,
+    ) -> Result<Done, RunError> {
         let default = self
             .0
             .llm
@@ -63,14 +72,14 @@ impl RunManager {
                 (m.role, text)
             })
             .collect();
+        let (progress, files) = match resume {
+            Some(r) => (Some(r.progress), Some(r.files)),
+            None => (None, latest.as_ref().map(|f| f.files.clone())),
+        };
         let sandbox = self
             .0
             .sandboxes
-            .open(
-                project.id,
-                project.template,
-                latest.as_ref().map(|f| &f.files),
-            )
+            .open(project.id, project.template, files.as_ref())
             .await
             .map_err(|e| {
                 RunError::App(AppError::unavailable(format!(
@@ -90,7 +99,24 @@ impl RunManager {
                 )))
             })
         };
-        match codeflux_agent::run(llm, sandbox.as_ref(), sink, &task, &self.0.agent).await {
+        self.hold_sandbox(project.id).await;
+        let checkpoints = RunCheckpoints {
+            db,
+            fence,
+            sandbox: sandbox.as_ref(),
+            sink,
+        };
+        let outcome = codeflux_agent::run_resumable(
+            llm,
+            sandbox.as_ref(),
+            sink,
+            &task,
+            &self.0.agent,
+            progress,
+            Some(&checkpoints),
+        )
+        .await;
+        match outcome {
             Ok(outcome) => Ok(Done {
                 outcome,
                 files: snapshot().await?,
