@@ -132,6 +132,8 @@ struct State {
     models: Option<Vec<String>>,
     /// GET /models requests answered.
     models_gets: usize,
+    /// Per-conversation script (see [`ScriptedLlm::set_script`]).
+    script: Vec<Turn>,
 }
 
 /// The running server; stops when dropped.
@@ -184,6 +186,16 @@ impl ScriptedLlm {
     pub fn push(&self, turns: impl IntoIterator<Item = Turn>) {
         if let Ok(mut s) = self.state.lock() {
             s.agent.extend(turns);
+        }
+    }
+
+    /// From now on a request with tools gets `script[k]`, k = the number of assistant messages
+    /// with tool calls already in its conversation (past the end: the last turn), so concurrent
+    /// runs each replay the same script whatever the order of their requests; the queue is not
+    /// used meanwhile. An empty script ends this mode.
+    pub fn set_script(&self, turns: Vec<Turn>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.script = turns;
         }
     }
 
@@ -307,8 +319,18 @@ async fn handle(
                 &json!({"error": {"message": "poisoned"}}),
             ));
         };
+        let acted = recorded
+            .messages()
+            .iter()
+            .filter(|m| {
+                m["role"] == "assistant"
+                    && m["tool_calls"].as_array().is_some_and(|c| !c.is_empty())
+            })
+            .count();
         s.requests.push(recorded);
-        let turn = if tools {
+        let turn = if tools && !s.script.is_empty() {
+            s.script.get(acted.min(s.script.len() - 1)).cloned()
+        } else if tools {
             s.agent.pop_front()
         } else {
             s.aux.pop_front().or_else(|| Some(default_aux(&body)))

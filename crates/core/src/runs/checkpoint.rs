@@ -55,7 +55,14 @@ pub(super) struct RunCheckpoints<'a> {
 #[async_trait]
 impl Checkpoints for RunCheckpoints<'_> {
     async fn save(&self, progress: &Progress) -> Result<(), AgentError> {
-        let files = self.sandbox.snapshot().await?;
+        let files = match self.sandbox.snapshot().await {
+            Ok(f) => f,
+            // The run goes on; a takeover would repeat more than one step.
+            Err(e) => {
+                tracing::warn!(run = %self.fence.run_id, error = %e, "reading the workspace for a checkpoint");
+                return Ok(());
+            }
+        };
         let state = State {
             progress: progress.clone(),
             usage: self.sink.usage(),

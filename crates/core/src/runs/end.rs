@@ -13,7 +13,7 @@ use super::work::Done;
 
 /// What storing a run's end did.
 enum Ended {
-    Stored(Message),
+    Stored(Box<Message>),
     /// Another execution holds the run: nothing written.
     Fenced,
     /// The database failed (logged).
@@ -40,7 +40,7 @@ impl RunManager {
         )
         .await
         {
-            Ok(Some(m)) => Ended::Stored(m),
+            Ok(Some(m)) => Ended::Stored(Box::new(m)),
             Ok(None) => Ended::Failed,
             Err(DbError::Fenced) => {
                 tracing::info!(run = %run.id, "the run is held by another node now: its end is theirs to store");

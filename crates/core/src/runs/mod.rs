@@ -176,28 +176,27 @@ impl RunManager {
             .map_err(db_error)?;
         let mut count = 0;
         for run in &active {
-            if run.status == RunStatus::Queued {
-                if codeflux_db::cancel_queued(&self.0.db, run.id)
+            if run.status == RunStatus::Queued
+                && codeflux_db::cancel_queued(&self.0.db, run.id)
                     .await
                     .map_err(db_error)?
-                {
-                    self.record_error(project_id, "Stopped before it started.")
-                        .await;
-                    self.0
-                        .bus
-                        .emit(
-                            project_id,
-                            run.id,
-                            RunEvent::RunCancelled {
-                                message_id: run.message_id,
-                            },
-                        )
-                        .await;
-                    count += 1;
-                    continue;
-                }
-                // It started after the queue was read: stop it as a running one.
+            {
+                self.record_error(project_id, "Stopped before it started.")
+                    .await;
+                self.0
+                    .bus
+                    .emit(
+                        project_id,
+                        run.id,
+                        RunEvent::RunCancelled {
+                            message_id: run.message_id,
+                        },
+                    )
+                    .await;
+                count += 1;
+                continue;
             }
+            // Running, or it started after the queue was read: stop it as a running one.
             // Told through the database (the node running it sees it when it renews its
             // lease), and at once when it runs here.
             let asked = codeflux_db::cluster::request_cancel(&self.0.db, run.id)

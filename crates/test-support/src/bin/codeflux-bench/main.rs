@@ -8,6 +8,10 @@
 //!   (ratio), the server's memory while a dev server floods its output
 //! - the app check before a run finishes (type check, dev server, page load in Chromium): its
 //!   time and the sandbox's peak memory while it runs
+//! - cluster: run throughput with 1, 2 and 3 nodes on one PostgreSQL, takeover after SIGKILL
+//!   (`cluster.rs`)
+
+mod cluster;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -435,6 +439,11 @@ async fn main() -> Result<()> {
     }
     if all || which.iter().any(|w| w == "hardening") {
         hardening_figures().await.context("hardening figures")?;
+    }
+    if all || which.iter().any(|w| w == "cluster") {
+        cluster::cluster_figures()
+            .await
+            .context("cluster figures")?;
     }
     Ok(())
 }
