@@ -27,7 +27,10 @@ pub fn now_ms() -> i64 {
 }
 
 fn stmt(db: &Db, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    let backend = db.get_database_backend();
+    stmt_for(db.get_database_backend(), sql, values)
+}
+
+fn stmt_for(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     let sql = if backend == DbBackend::Postgres {
         sql.to_owned()
     } else {
@@ -146,16 +149,45 @@ pub async fn claim_run(db: &Db, node: Uuid, lease_until_ms: i64) -> Result<Optio
     claim_queued(db, node, lease_until_ms).await
 }
 
+/// A claim's rows, before the run is read back.
+type Claimed = (Uuid, i64, Option<Uuid>, i32);
+
+/// Claims run in a transaction on PostgreSQL (the candidate row stays locked until the update
+/// commits), directly on SQLite (writes are serialized there; a read-then-write transaction
+/// would fail with SQLITE_BUSY_SNAPSHOT when another write came in between, and every update
+/// below is conditional anyway).
+macro_rules! claim_with {
+    ($db:expr, $inner:ident, $($arg:expr),*) => {{
+        let db: &Db = $db;
+        if is_pg(db) {
+            let txn = db.begin().await?;
+            let got = $inner(&txn, db.get_database_backend(), true, $($arg),*).await?;
+            if got.is_some() {
+                txn.commit().await?;
+            }
+            got
+        } else {
+            $inner(db, db.get_database_backend(), false, $($arg),*).await?
+        }
+    }};
+}
+
 async fn claim_expired(db: &Db, node: Uuid, until: i64) -> Result<Option<Claim>, DbError> {
-    let lock = if is_pg(db) {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let txn = db.begin().await?;
-    let row = txn
-        .query_one_raw(stmt(
-            db,
+    let got = claim_with!(db, expired_in, node, until);
+    claimed(db, got).await
+}
+
+async fn expired_in(
+    conn: &impl ConnectionTrait,
+    backend: DbBackend,
+    pg: bool,
+    node: Uuid,
+    until: i64,
+) -> Result<Option<Claimed>, DbError> {
+    let lock = if pg { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let row = conn
+        .query_one_raw(stmt_for(
+            backend,
             &format!(
                 "SELECT id, lease_gen, node_id FROM runs WHERE status = 'running' \
                  AND (lease_until_ms IS NULL OR lease_until_ms < $1) ORDER BY created_at LIMIT 1{lock}"
@@ -169,9 +201,9 @@ async fn claim_expired(db: &Db, node: Uuid, until: i64) -> Result<Option<Claim>,
     let id: Uuid = row.try_get("", "id")?;
     let generation: i64 = row.try_get("", "lease_gen")?;
     let from: Option<Uuid> = row.try_get("", "node_id")?;
-    let done = txn
-        .execute_raw(stmt(
-            db,
+    let done = conn
+        .execute_raw(stmt_for(
+            backend,
             "UPDATE runs SET node_id = $1, lease_gen = lease_gen + 1, lease_until_ms = $2, \
              resumes = resumes + 1 WHERE id = $3 AND lease_gen = $4 AND status = 'running'",
             vec![node.into(), until.into(), id.into(), generation.into()],
@@ -180,47 +212,46 @@ async fn claim_expired(db: &Db, node: Uuid, until: i64) -> Result<Option<Claim>,
     if done.rows_affected() != 1 {
         return Ok(None);
     }
-    let resumes = resumes_of(&txn, db, id).await?;
-    txn.commit().await?;
-    let Some(run) = find_run(db, id).await? else {
-        return Ok(None);
-    };
-    Ok(Some(Claim {
-        run,
-        fence: Fence {
-            run_id: id,
-            generation: generation + 1,
-        },
-        // A run left without a node (older versions) is resumed all the same.
-        taken_from: Some(from.unwrap_or_else(Uuid::nil)),
-        resumes,
-    }))
-}
-
-async fn resumes_of(conn: &impl ConnectionTrait, db: &Db, id: Uuid) -> Result<i32, DbError> {
     let row = conn
-        .query_one_raw(stmt(
-            db,
+        .query_one_raw(stmt_for(
+            backend,
             "SELECT resumes FROM runs WHERE id = $1",
             vec![id.into()],
         ))
         .await?;
-    Ok(row
+    let resumes = row
         .map(|r| r.try_get::<i32>("", "resumes"))
         .transpose()?
-        .unwrap_or(0))
+        .unwrap_or(0);
+    // A run left without a node (older versions) is resumed all the same.
+    Ok(Some((
+        id,
+        generation + 1,
+        Some(from.unwrap_or_else(Uuid::nil)),
+        resumes,
+    )))
 }
 
 async fn claim_queued(db: &Db, node: Uuid, until: i64) -> Result<Option<Claim>, DbError> {
-    let lock = if is_pg(db) {
+    let got = claim_with!(db, queued_in, node, until);
+    claimed(db, got).await
+}
+
+async fn queued_in(
+    conn: &impl ConnectionTrait,
+    backend: DbBackend,
+    pg: bool,
+    node: Uuid,
+    until: i64,
+) -> Result<Option<Claimed>, DbError> {
+    let lock = if pg {
         " FOR UPDATE OF r SKIP LOCKED"
     } else {
         ""
     };
-    let txn = db.begin().await?;
-    let row = txn
-        .query_one_raw(stmt(
-            db,
+    let row = conn
+        .query_one_raw(stmt_for(
+            backend,
             &format!(
                 "SELECT r.id, r.lease_gen FROM runs r WHERE r.status = 'queued' AND NOT EXISTS \
                  (SELECT 1 FROM runs o WHERE o.project_id = r.project_id AND (o.status = 'running' \
@@ -236,24 +267,28 @@ async fn claim_queued(db: &Db, node: Uuid, until: i64) -> Result<Option<Claim>, 
     };
     let id: Uuid = row.try_get("", "id")?;
     let generation: i64 = row.try_get("", "lease_gen")?;
-    let done = txn
-        .execute_raw(stmt(
-            db,
+    let done = conn
+        .execute_raw(stmt_for(
+            backend,
             "UPDATE runs SET status = 'running', started_at = $1, node_id = $2, \
              lease_gen = lease_gen + 1, lease_until_ms = $3 WHERE id = $4 AND status = 'queued'",
             vec![now().into(), node.into(), until.into(), id.into()],
         ))
         .await;
     match done {
-        Ok(d) if d.rows_affected() == 1 => {}
-        Ok(_) => return Ok(None),
-        // Another node started a run of this project meanwhile (one running run per project).
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            return Ok(None);
-        }
-        Err(e) => return Err(e.into()),
+        Ok(d) if d.rows_affected() == 1 => Ok(Some((id, generation + 1, None, 0))),
+        Ok(_) => Ok(None),
+        // Another node started a run of this project meanwhile (one running run per
+        // project).
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    txn.commit().await?;
+}
+
+async fn claimed(db: &Db, got: Option<Claimed>) -> Result<Option<Claim>, DbError> {
+    let Some((id, generation, taken_from, resumes)) = got else {
+        return Ok(None);
+    };
     let Some(run) = find_run(db, id).await? else {
         return Ok(None);
     };
@@ -261,10 +296,10 @@ async fn claim_queued(db: &Db, node: Uuid, until: i64) -> Result<Option<Claim>, 
         run,
         fence: Fence {
             run_id: id,
-            generation: generation + 1,
+            generation,
         },
-        taken_from: None,
-        resumes: 0,
+        taken_from,
+        resumes,
     }))
 }
 
@@ -338,18 +373,17 @@ pub struct Checkpoint {
 
 /// Stores the run's checkpoint (replacing the previous one) if the lease is still `fence`'s.
 pub async fn save_checkpoint(db: &Db, fence: Fence, cp: &Checkpoint) -> Result<(), DbError> {
-    let lock = if is_pg(db) { " FOR UPDATE" } else { "" };
     let txn = db.begin().await?;
+    // A write first: it takes the run's row lock (PostgreSQL) or the write lock (SQLite) and
+    // tells whether the lease is still ours.
     let held = txn
-        .query_one_raw(stmt(
+        .execute_raw(stmt(
             db,
-            &format!(
-                "SELECT id FROM runs WHERE id = $1 AND lease_gen = $2 AND status = 'running'{lock}"
-            ),
+            "UPDATE runs SET lease_gen = lease_gen WHERE id = $1 AND lease_gen = $2 AND status = 'running'",
             vec![fence.run_id.into(), fence.generation.into()],
         ))
         .await?;
-    if held.is_none() {
+    if held.rows_affected() != 1 {
         return Err(DbError::Fenced);
     }
     txn.execute_raw(stmt(

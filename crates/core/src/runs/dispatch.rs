@@ -13,6 +13,8 @@ use crate::db_error;
 /// How often the queue is looked at without a wake-up (runs queued on other nodes, leases that
 /// ran out).
 const POLL: Duration = Duration::from_secs(1);
+/// The wait after a failed claim (a busy database).
+const RETRY: Duration = Duration::from_millis(100);
 
 impl RunManager {
     /// After a start: announces this node, then claims runs while it has free slots (queued
@@ -63,6 +65,7 @@ impl RunManager {
 
     async fn dispatch(&self) {
         loop {
+            let mut pause = POLL;
             while let Ok(permit) = self.0.permits.clone().try_acquire_owned() {
                 let until = cluster::now_ms() + self.lease_ms();
                 match cluster::claim_run(&self.0.db, self.0.node.id, until).await {
@@ -76,14 +79,15 @@ impl RunManager {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::warn!(error = %e, "claiming a run");
+                        tracing::warn!(error = %e, "claiming a run; trying again shortly");
+                        pause = RETRY;
                         break;
                     }
                 }
             }
             tokio::select! {
                 () = self.0.wake.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }
