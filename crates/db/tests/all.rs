@@ -277,3 +277,197 @@ async fn sqlite_runs_claims_and_event_numbers() {
 async fn postgres_runs_claims_and_event_numbers() {
     runs_claims_and_event_numbers(Backend::Postgres).await;
 }
+
+/// The cluster's queue: six nodes claiming at once take each claimable run exactly once (one
+/// running run per project, a project's runs in order); leases fence late writers; a cancel
+/// and a claim of the same queued run never both win.
+async fn the_queue_under_concurrent_claims(backend: Backend) {
+    use codeflux_db::cluster;
+    let tdb = TestDb::new(backend).await.unwrap();
+    let db = tdb.migrated().await.unwrap();
+    let mut runs = Vec::new();
+    let mut first_of = Vec::new();
+    for (name, n) in [("a", 2), ("b", 1), ("c", 1)] {
+        let (p, m) = codeflux_db::create_project(
+            &db,
+            NewProject {
+                name: name.into(),
+                template: Template::default(),
+                prompt: "go".into(),
+                owner_id: None,
+            },
+        )
+        .await
+        .unwrap();
+        for i in 0..n {
+            let r = codeflux_db::insert_run(&db, p.id, m.id, None)
+                .await
+                .unwrap();
+            if i == 0 {
+                first_of.push(r.id);
+            }
+            runs.push(r);
+        }
+    }
+    let until = cluster::now_ms() + 60_000;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = uuid::Uuid::now_v7();
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                if let Some(c) = cluster::claim_run(&db, node, until).await.unwrap() {
+                    got.push(c);
+                }
+            }
+            got
+        }));
+    }
+    let mut claims = Vec::new();
+    for t in tasks {
+        claims.extend(t.await.unwrap());
+    }
+    let mut claimed: Vec<_> = claims.iter().map(|c| c.run.id).collect();
+    claimed.sort();
+    let mut expected = first_of.clone();
+    expected.sort();
+    assert_eq!(claimed, expected, "each project's first run, once each");
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.fence.generation == 1 && c.taken_from.is_none())
+    );
+
+    // Project a's second run waits for its first; the first ends (fenced), then it is claimed.
+    let a1 = claims
+        .iter()
+        .find(|c| c.run.id == runs[0].id)
+        .unwrap()
+        .clone();
+    let node = uuid::Uuid::now_v7();
+    assert!(
+        cluster::claim_run(&db, node, until)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stale = cluster::Fence {
+        generation: 0,
+        ..a1.fence
+    };
+    assert_eq!(
+        cluster::renew_lease(&db, stale, until).await.unwrap(),
+        cluster::Lease::Lost
+    );
+    assert!(cluster::request_cancel(&db, a1.run.id).await.unwrap());
+    assert_eq!(
+        cluster::renew_lease(&db, a1.fence, until).await.unwrap(),
+        cluster::Lease::Held { cancel: true }
+    );
+    assert!(matches!(
+        cluster::end_run(&db, stale, RunStatus::Finished, None, None, None).await,
+        Err(codeflux_db::DbError::Fenced)
+    ));
+    cluster::end_run(&db, a1.fence, RunStatus::Cancelled, None, None, None)
+        .await
+        .unwrap();
+    let a2 = cluster::claim_run(&db, node, until).await.unwrap().unwrap();
+    assert_eq!(a2.run.id, runs[1].id);
+
+    // A lease that ran out is taken over with the next generation; the old one is fenced out
+    // of events and checkpoints.
+    let b1 = claims
+        .iter()
+        .find(|c| c.run.id == runs[2].id)
+        .unwrap()
+        .clone();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        if backend == Backend::Postgres {
+            "UPDATE runs SET lease_until_ms = 0 WHERE id = $1"
+        } else {
+            "UPDATE runs SET lease_until_ms = 0 WHERE id = ?"
+        },
+        [b1.run.id.into()],
+    ))
+    .await
+    .unwrap();
+    let taken = cluster::claim_run(&db, node, until).await.unwrap().unwrap();
+    assert_eq!(
+        (taken.run.id, taken.fence.generation, taken.resumes),
+        (b1.run.id, 2, 1)
+    );
+    assert!(taken.taken_from.is_some());
+    let cp = cluster::Checkpoint {
+        step: 3,
+        state: serde_json::json!({"k": 1}),
+        files: serde_json::json!({"src/App.tsx": "x"}),
+    };
+    assert!(matches!(
+        cluster::save_checkpoint(&db, b1.fence, &cp).await,
+        Err(codeflux_db::DbError::Fenced)
+    ));
+    cluster::save_checkpoint(&db, taken.fence, &cp)
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster::load_checkpoint(&db, b1.run.id).await.unwrap(),
+        Some(cp)
+    );
+    let late = codeflux_db::append_event(
+        &db,
+        b1.run.project_id,
+        b1.run.id,
+        codeflux_db::now(),
+        &RunEvent::Notice {
+            message: "late".into(),
+        },
+        Some(b1.fence),
+    )
+    .await;
+    assert!(matches!(late, Err(codeflux_db::DbError::Fenced)));
+
+    // A cancel and a claim of the same queued run: exactly one wins, 20 times over.
+    let (p, m) = codeflux_db::create_project(
+        &db,
+        NewProject {
+            name: "d".into(),
+            template: Template::default(),
+            prompt: "go".into(),
+            owner_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..20 {
+        let r = codeflux_db::insert_run(&db, p.id, m.id, None)
+            .await
+            .unwrap();
+        let (cdb, kdb) = (db.clone(), db.clone());
+        let cancel = tokio::spawn(async move { codeflux_db::cancel_queued(&cdb, r.id).await });
+        let claim =
+            tokio::spawn(
+                async move { cluster::claim_run(&kdb, uuid::Uuid::now_v7(), until).await },
+            );
+        let cancelled = cancel.await.unwrap().unwrap();
+        let claimed = claim.await.unwrap().unwrap();
+        let won = claimed.as_ref().is_some_and(|c| c.run.id == r.id);
+        assert!(cancelled != won, "cancel {cancelled}, claim {won}");
+        if let Some(c) = claimed {
+            cluster::end_run(&db, c.fence, RunStatus::Finished, None, None, None)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_the_queue_under_concurrent_claims() {
+    the_queue_under_concurrent_claims(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_the_queue_under_concurrent_claims() {
+    the_queue_under_concurrent_claims(Backend::Postgres).await;
+}

@@ -367,4 +367,53 @@ async fn a_killed_nodes_run_is_resumed_elsewhere_and_previews_are_forwarded() {
         "{text}"
     );
     assert_eq!(sample(&text, "codeflux_live_sandboxes"), 1.0, "{text}");
+
+    // A stop asked on a node that does not run the run reaches the node that does.
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    llm.push([Turn::Gated {
+        turn: Box::new(Turn::text("slow")),
+        at: 1,
+        gate: gate.clone(),
+    }]);
+    let before = llm.agent_requests().len();
+    let (st, _) = call(
+        &alive_url,
+        "messages/create",
+        &[("project_id", &pid), ("content", "More")],
+    )
+    .await;
+    assert_eq!(st, 200);
+    let t0 = Instant::now();
+    while llm.agent_requests().len() <= before {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the follow-up never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runner = node_of(
+        llm.agent_requests()[before]
+            .path
+            .trim_start_matches(&base_path),
+    )
+    .to_owned();
+    let other = if runner == "nc" {
+        alive_url.clone()
+    } else {
+        c.base_url.clone()
+    };
+    let (st, body) = call(&other, "runs/cancel", &[("project_id", &pid)]).await;
+    assert_eq!((st, body["cancelled"].as_u64()), (200, Some(1)), "{body}");
+    let ends = sse(&other, &pid, Some(&n.to_string()), is_end).await;
+    assert_eq!(ends.last().unwrap().1, "run_cancelled", "{ends:?}");
+    gate.notify_waiters();
+    let (_, msgs) = call(&other, "messages/get_many", &[("project_id", &pid)]).await;
+    let last = msgs.as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Stopped."),
+        "{last}"
+    );
 }
