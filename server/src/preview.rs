@@ -21,9 +21,9 @@ use crate::routes::AppState;
 
 /// Cookies of CodeFlux itself start with this; the preview never sees them.
 const APP_COOKIE_PREFIX: &str = "codeflux";
-/// Set on a preview request one node forwards to the node that holds the project's sandbox:
-/// that node serves it itself (never forwards it again). A client sending it only gets the
-/// preview served by the node it reached.
+/// Set on a preview request one node forwards to the node that holds the project's sandbox,
+/// to that node's id (never published): that node serves it itself, never forwards it again.
+/// A client cannot make a node serve (and so revive) a preview held elsewhere with it.
 const FORWARDED: &str = "x-codeflux-forwarded";
 
 /// Routes preview hosts to [`proxy`], everything else to the app.
@@ -150,18 +150,39 @@ fn page(status: StatusCode, title: &str, text: &str, retry: Option<u32>) -> Resp
 pub(crate) async fn proxy(state: AppState, project: Uuid, req: Request) -> Response {
     // Another node holds the project's live sandbox: the request goes there (websockets too).
     // Not in the "ports" mode: a preview port and its key belong to the node that gave them.
-    if !req.headers().contains_key(FORWARDED)
+    let me = state.services.runs().node().id.to_string();
+    let mut req = req;
+    let for_me = req
+        .headers_mut()
+        .remove(FORWARDED)
+        .is_some_and(|v| v.as_bytes() == me.as_bytes());
+    if !for_me
         && !matches!(*state.previews, crate::previews::PreviewMode::Ports { .. })
-        && let Some(url) = state.services.preview_elsewhere(project).await
+        && let Some((node, url)) = state.services.preview_elsewhere(project).await
     {
-        match connect_node(&url).await {
+        return match connect_node(&url).await {
             Ok(stream) => {
-                return relay(&state, project, req, PreviewConn::new(stream, None), true).await;
+                relay(
+                    &state,
+                    project,
+                    req,
+                    PreviewConn::new(stream, None),
+                    Some(node),
+                )
+                .await
             }
             Err(e) => {
-                tracing::warn!(%project, node = %url, error = %e, "the node holding the preview is not reachable; serving it here");
+                // It beats its heartbeat: a passing failure; once it stops, the preview is
+                // revived here.
+                tracing::warn!(%project, node = %url, error = %e, "the node holding the preview is not reachable");
+                page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The preview is on another server",
+                    "That server did not answer; trying again.",
+                    Some(2),
+                )
             }
-        }
+        };
     }
     serve_here(state, project, req).await
 }
@@ -170,6 +191,12 @@ pub(crate) async fn proxy(state: AppState, project: Uuid, req: Request) -> Respo
 async fn connect_node(url: &str) -> std::io::Result<tokio::net::TcpStream> {
     let parsed = url::Url::parse(url)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if parsed.scheme() != "http" {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "node URLs are http://host:port",
+        ));
+    }
     let host = parsed
         .host_str()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no host"))?;
@@ -256,7 +283,7 @@ async fn serve_here(state: AppState, project: Uuid, req: Request) -> Response {
             );
         }
     };
-    relay(&state, project, req, stream, false).await
+    relay(&state, project, req, stream, None).await
 }
 
 /// Sends the request over `stream` (to the dev server, or with `to_node` to the node that holds
@@ -266,7 +293,7 @@ async fn relay(
     project: Uuid,
     mut req: Request,
     stream: PreviewConn,
-    to_node: bool,
+    to_node: Option<Uuid>,
 ) -> Response {
     let navigation = req
         .headers()
@@ -293,16 +320,19 @@ async fn relay(
 
     let wants_upgrade = req.headers().contains_key(header::UPGRADE);
     // The node that serves the page adds our script to it, once.
-    let html_page =
-        !to_node && navigation && !wants_upgrade && req.method() == axum::http::Method::GET;
+    let html_page = to_node.is_none()
+        && navigation
+        && !wants_upgrade
+        && req.method() == axum::http::Method::GET;
     if html_page {
         crate::preview_inject::prepare_request(req.headers_mut());
     }
     let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
     strip_app_cookies(req.headers_mut());
-    if to_node {
-        req.headers_mut()
-            .insert(FORWARDED, HeaderValue::from_static("1"));
+    if let Some(node) = to_node {
+        if let Ok(v) = HeaderValue::from_str(&node.to_string()) {
+            req.headers_mut().insert(FORWARDED, v);
+        }
     } else if let Some(h) = req.headers().get(header::HOST).cloned() {
         req.headers_mut().insert("x-forwarded-host", h);
     }

@@ -61,7 +61,8 @@ pub struct Services {
     homes: Arc<std::sync::Mutex<PreviewHomes>>,
 }
 
-type PreviewHomes = std::collections::HashMap<uuid::Uuid, (std::time::Instant, Option<String>)>;
+type PreviewHomes =
+    std::collections::HashMap<uuid::Uuid, (std::time::Instant, Option<(uuid::Uuid, String)>)>;
 
 impl Services {
     /// Must be called inside the tokio runtime (starts the event writer).
@@ -346,7 +347,7 @@ impl Services {
     /// Where a preview request must go when another live node holds the project's sandbox
     /// (its URL, CODEFLUX_NODE_URL); None: served here. Looked up at most once a second per
     /// project.
-    pub async fn preview_elsewhere(&self, project_id: uuid::Uuid) -> Option<String> {
+    pub async fn preview_elsewhere(&self, project_id: uuid::Uuid) -> Option<(uuid::Uuid, String)> {
         const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
         const MAX_CACHED: usize = 4096;
         if let Ok(cache) = self.homes.lock()
@@ -394,6 +395,8 @@ impl Services {
                 "The agent is working on this project; the preview shows its work until it finishes.",
             ));
         }
+        // Previews asked of any node come here now.
+        self.runs.hold_sandbox(project.id).await;
         self.sandboxes
             .show_files(project.id, project.template, &fragment.files)
             .await

@@ -204,9 +204,19 @@ async fn expired_in(
     let done = conn
         .execute_raw(stmt_for(
             backend,
+            // The lease is checked again (on SQLite nothing locked the row since the SELECT); a
+            // lease given back by a clean stop (0) is not counted as a takeover.
             "UPDATE runs SET node_id = $1, lease_gen = lease_gen + 1, lease_until_ms = $2, \
-             resumes = resumes + 1 WHERE id = $3 AND lease_gen = $4 AND status = 'running'",
-            vec![node.into(), until.into(), id.into(), generation.into()],
+             resumes = resumes + CASE WHEN lease_until_ms = 0 THEN 0 ELSE 1 END \
+             WHERE id = $3 AND lease_gen = $4 AND status = 'running' \
+             AND (lease_until_ms IS NULL OR lease_until_ms < $5)",
+            vec![
+                node.into(),
+                until.into(),
+                id.into(),
+                generation.into(),
+                now_ms().into(),
+            ],
         ))
         .await?;
     if done.rows_affected() != 1 {
@@ -529,15 +539,4 @@ pub async fn sandbox_home(db: &Db, project_id: Uuid) -> Result<Option<NodeRow>, 
         ))
         .await?;
     row.as_ref().map(node_row).transpose()
-}
-
-/// Forgets where a project's sandbox is if `node` holds it (its sandbox stopped there).
-pub async fn clear_sandbox_home(db: &Db, project_id: Uuid, node: Uuid) -> Result<(), DbError> {
-    db.execute_raw(stmt(
-        db,
-        "DELETE FROM sandbox_homes WHERE project_id = $1 AND node_id = $2",
-        vec![project_id.into(), node.into()],
-    ))
-    .await?;
-    Ok(())
 }

@@ -80,6 +80,12 @@ pub async fn cancel_queued(db: &Db, id: Uuid) -> Result<bool, DbError> {
     .await
 }
 
+/// Fails a run that is still queued (it cannot run here), in one conditional update: false when
+/// a node started it meanwhile.
+pub async fn fail_queued(db: &Db, id: Uuid, reason: &str) -> Result<bool, DbError> {
+    move_status(db, id, RunStatus::Queued, RunStatus::Failed, Some(reason)).await
+}
+
 async fn move_status(
     db: &Db,
     id: Uuid,

@@ -375,8 +375,9 @@ async fn the_queue_under_concurrent_claims(backend: Backend) {
     let a2 = cluster::claim_run(&db, node, until).await.unwrap().unwrap();
     assert_eq!(a2.run.id, runs[1].id);
 
-    // A lease that ran out is taken over with the next generation; the old one is fenced out
-    // of events and checkpoints.
+    // A lease that ran out (1: long ago; 0 would be a lease given back by a clean stop, which
+    // is not counted as a takeover) is taken over with the next generation; the old one is
+    // fenced out of events and checkpoints.
     let b1 = claims
         .iter()
         .find(|c| c.run.id == runs[2].id)
@@ -385,9 +386,9 @@ async fn the_queue_under_concurrent_claims(backend: Backend) {
     db.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),
         if backend == Backend::Postgres {
-            "UPDATE runs SET lease_until_ms = 0 WHERE id = $1"
+            "UPDATE runs SET lease_until_ms = 1 WHERE id = $1"
         } else {
-            "UPDATE runs SET lease_until_ms = 0 WHERE id = ?"
+            "UPDATE runs SET lease_until_ms = 1 WHERE id = ?"
         },
         [b1.run.id.into()],
     ))
@@ -415,6 +416,18 @@ async fn the_queue_under_concurrent_claims(backend: Backend) {
         cluster::load_checkpoint(&db, b1.run.id).await.unwrap(),
         Some(cp)
     );
+    // A clean stop gives the lease back: the next node resumes at once, not counted.
+    assert_eq!(
+        cluster::node_stopped(&db, node).await.unwrap(),
+        2,
+        "a2 and b1"
+    );
+    let next = uuid::Uuid::now_v7();
+    for _ in 0..2 {
+        let again = cluster::claim_run(&db, next, until).await.unwrap().unwrap();
+        let before = if again.run.id == b1.run.id { 1 } else { 0 };
+        assert_eq!(again.resumes, before, "{again:?}");
+    }
     let late = codeflux_db::append_event(
         &db,
         b1.run.project_id,
@@ -423,10 +436,13 @@ async fn the_queue_under_concurrent_claims(backend: Backend) {
         &RunEvent::Notice {
             message: "late".into(),
         },
-        Some(b1.fence),
+        Some(taken.fence),
     )
     .await;
-    assert!(matches!(late, Err(codeflux_db::DbError::Fenced)));
+    assert!(
+        matches!(late, Err(codeflux_db::DbError::Fenced)),
+        "the second takeover fenced the first"
+    );
 
     // A cancel and a claim of the same queued run: exactly one wins, 20 times over.
     let (p, m) = codeflux_db::create_project(

@@ -36,13 +36,22 @@ impl RunManager {
         Ok(usize::try_from(waiting).unwrap_or(usize::MAX))
     }
 
-    /// A clean stop: the runs working here stop without writing more, and their leases end
-    /// now, so another node (or this one after its restart) resumes them at once.
+    /// A clean stop: nothing more is claimed, the runs working here stop without writing more,
+    /// and then their leases end, so another node (or this one after its restart) resumes them
+    /// at once.
     pub async fn stop(&self) {
+        self.0.stopping.cancel();
         if let Ok(local) = self.0.local.lock() {
             for l in local.values() {
                 l.lost.cancel();
             }
+        }
+        // Their keepers go with them; a renewal under way must not outlive the release.
+        for _ in 0..100 {
+            if self.0.local.lock().map(|l| l.is_empty()).unwrap_or(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         match cluster::node_stopped(&self.0.db, self.0.node.id).await {
             Ok(n) if n > 0 => {
@@ -64,9 +73,11 @@ impl RunManager {
     }
 
     async fn dispatch(&self) {
-        loop {
+        while !self.0.stopping.is_cancelled() {
             let mut pause = POLL;
-            while let Ok(permit) = self.0.permits.clone().try_acquire_owned() {
+            while !self.0.stopping.is_cancelled()
+                && let Ok(permit) = self.0.permits.clone().try_acquire_owned()
+            {
                 let until = cluster::now_ms() + self.lease_ms();
                 match cluster::claim_run(&self.0.db, self.0.node.id, until).await {
                     Ok(Some(claim)) => {
@@ -86,6 +97,7 @@ impl RunManager {
                 }
             }
             tokio::select! {
+                () = self.0.stopping.cancelled() => {}
                 () = self.0.wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
             }

@@ -228,9 +228,9 @@ impl RunManager {
             .await
         {
             Ended::Stored(m) => m.id,
-            Ended::Fenced => return,
-            // The page still hears that the run failed.
-            Ended::Failed => run.message_id,
+            // Not stored: the run stays "running", its lease runs out and a node ends it then;
+            // announcing an end now would be undone.
+            Ended::Fenced | Ended::Failed => return,
         };
         self.final_event(
             run,
@@ -287,8 +287,8 @@ impl RunManager {
                 ..MessageMeta::default()
             },
         };
-        if let Ended::Fenced = self
-            .end(
+        if !matches!(
+            self.end(
                 run,
                 fence,
                 RunStatus::Interrupted,
@@ -296,8 +296,9 @@ impl RunManager {
                 None,
                 message,
             )
-            .await
-        {
+            .await,
+            Ended::Stored(_)
+        ) {
             return;
         }
         self.final_event(

@@ -12,6 +12,25 @@ use super::checkpoint::Resume;
 use super::sink::RunSink;
 use super::{Local, RunError, RunManager, lease};
 
+/// Removes an execution's entry from the node's map when it ends, if it is still its own.
+struct LocalEntry<'a> {
+    manager: &'a RunManager,
+    run_id: uuid::Uuid,
+    generation: i64,
+}
+
+impl Drop for LocalEntry<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut local) = self.manager.0.local.lock()
+            && local
+                .get(&self.run_id)
+                .is_some_and(|e| e.generation == self.generation)
+        {
+            local.remove(&self.run_id);
+        }
+    }
+}
+
 /// Takeovers of one run after which it is ended as interrupted (a run that brings every node
 /// that works on it down must not go round the cluster for ever).
 const MAX_RESUMES: i32 = 5;
@@ -27,16 +46,26 @@ impl RunManager {
         } = claim;
         let cancel = CancellationToken::new();
         let lost = CancellationToken::new();
+        // An execution of this run still here (this node lost the lease and took it back):
+        // it stops first, so two never share the project's sandbox.
+        self.evict(run.id).await;
         if let Ok(mut local) = self.0.local.lock() {
             local.insert(
                 run.id,
                 Local {
+                    generation: fence.generation,
                     cancel: cancel.clone(),
                     lost: lost.clone(),
                 },
             );
         }
-        let keeper = lease::keep(
+        // Removes this execution's entry however it ends (a panic included).
+        let _entry = LocalEntry {
+            manager: self,
+            run_id: run.id,
+            generation: fence.generation,
+        };
+        let _keeper = lease::keep(
             self.0.db.clone(),
             fence,
             self.0.node.lease,
@@ -53,10 +82,24 @@ impl RunManager {
             self.work_claimed(&run, fence, taken_from.is_some(), &cancel, &lost)
                 .await;
         }
-        keeper.abort();
-        if let Ok(mut local) = self.0.local.lock() {
-            local.remove(&run.id);
+    }
+
+    /// Stops an older execution of `run_id` on this node and waits (a little) for it to go.
+    async fn evict(&self, run_id: uuid::Uuid) {
+        for _ in 0..200 {
+            let older = self
+                .0
+                .local
+                .lock()
+                .ok()
+                .and_then(|l| l.get(&run_id).map(|e| e.lost.clone()));
+            let Some(lost) = older else {
+                return;
+            };
+            lost.cancel();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        tracing::warn!(run = %run_id, "an older execution of the run did not stop in 10 s");
     }
 
     async fn work_claimed(
@@ -73,6 +116,21 @@ impl RunManager {
         } else {
             None
         };
+        if resumed {
+            // What the lost execution streamed of its unfinished step is shown again.
+            self.0
+                .bus
+                .emit_fenced(
+                    project_id,
+                    run.id,
+                    RunEvent::TextReset {
+                        reason: "The run moved to another server; its last step is repeated."
+                            .into(),
+                    },
+                    Some(fence),
+                )
+                .await;
+        }
         let event = match (resumed, &resume) {
             (false, _) => RunEvent::RunStarted {
                 message_id: run.message_id,

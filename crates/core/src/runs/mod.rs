@@ -52,6 +52,8 @@ impl Default for NodeConfig {
 
 /// A run executing on this node.
 struct Local {
+    /// The lease generation of this execution.
+    generation: i64,
     /// The person asked to stop it.
     cancel: CancellationToken,
     /// This node no longer holds it (lease lost, or this node stops): stop without writing.
@@ -70,6 +72,8 @@ pub(crate) struct Inner {
     local: Mutex<HashMap<Uuid, Local>>,
     /// Wakes the dispatcher (a run was queued here, or a slot was freed).
     wake: Notify,
+    /// The node is stopping: claim nothing more.
+    stopping: CancellationToken,
 }
 
 /// Owns the runs. Cheap to clone.
@@ -98,6 +102,7 @@ impl RunManager {
             max_concurrent,
             local: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            stopping: CancellationToken::new(),
         }))
     }
 
@@ -236,16 +241,19 @@ impl RunManager {
             .count())
     }
 
-    /// The URL of another live node that holds the project's sandbox (None: this node, or
+    /// Another live node that holds the project's sandbox, with its URL (None: this node, or
     /// nobody alive: the preview is served here).
-    pub async fn sandbox_elsewhere(&self, project_id: Uuid) -> Result<Option<String>, AppError> {
+    pub async fn sandbox_elsewhere(
+        &self,
+        project_id: Uuid,
+    ) -> Result<Option<(Uuid, String)>, AppError> {
         let home = codeflux_db::cluster::sandbox_home(&self.0.db, project_id)
             .await
             .map_err(db_error)?;
         let fresh = codeflux_db::cluster::now_ms() - self.heartbeat_timeout_ms();
         Ok(home.and_then(|n| {
             (n.id != self.0.node.id && !n.stopped && n.heartbeat_ms >= fresh)
-                .then_some(n.url)
+                .then_some(n.url.map(|u| (n.id, u)))
                 .flatten()
         }))
     }
@@ -282,19 +290,13 @@ impl RunManager {
         }
     }
 
-    /// Ends a run that no node claimed (no model configured): failed, with an ERROR message
-    /// saying why, and the final event.
+    /// Ends a run that no node claimed (no model configured here): failed, with an ERROR
+    /// message saying why, and the final event; nothing if a node claimed it meanwhile.
     async fn fail_unclaimed(&self, run: &Run, reason: &str) {
-        if let Err(e) = codeflux_db::mark_ended(
-            &self.0.db,
-            run.id,
-            RunStatus::Failed,
-            Some(reason.to_owned()),
-            None,
-        )
-        .await
-        {
-            tracing::error!(run = %run.id, error = %e, "recording a failed run");
+        match codeflux_db::fail_queued(&self.0.db, run.id, reason).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::error!(run = %run.id, error = %e, "recording a failed run"),
         }
         let message_id = match codeflux_db::insert_message_with(
             &self.0.db,
