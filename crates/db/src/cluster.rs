@@ -420,6 +420,43 @@ pub async fn save_checkpoint(db: &Db, fence: Fence, cp: &Checkpoint) -> Result<(
     Ok(())
 }
 
+/// Replaces the checkpoint's state and step, keeping its files (they did not change since),
+/// if the lease is still `fence`'s. False: there is no checkpoint yet (store a whole one).
+pub async fn save_checkpoint_state(
+    db: &Db,
+    fence: Fence,
+    step: i32,
+    state: &serde_json::Value,
+) -> Result<bool, DbError> {
+    let txn = db.begin().await?;
+    let held = txn
+        .execute_raw(stmt(
+            db,
+            "UPDATE runs SET lease_gen = lease_gen WHERE id = $1 AND lease_gen = $2 AND status = 'running'",
+            vec![fence.run_id.into(), fence.generation.into()],
+        ))
+        .await?;
+    if held.rows_affected() != 1 {
+        return Err(DbError::Fenced);
+    }
+    let done = txn
+        .execute_raw(stmt(
+            db,
+            "UPDATE run_checkpoints SET lease_gen = $1, step = $2, state = $3, created_at = $4 \
+             WHERE run_id = $5",
+            vec![
+                fence.generation.into(),
+                step.into(),
+                state.clone().into(),
+                now().into(),
+                fence.run_id.into(),
+            ],
+        ))
+        .await?;
+    txn.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The run's latest checkpoint.
 pub async fn load_checkpoint(db: &Db, run_id: Uuid) -> Result<Option<Checkpoint>, DbError> {
     let row = db

@@ -409,12 +409,37 @@ async fn the_queue_under_concurrent_claims(backend: Backend) {
         cluster::save_checkpoint(&db, b1.fence, &cp).await,
         Err(codeflux_db::DbError::Fenced)
     ));
+    assert!(
+        !cluster::save_checkpoint_state(&db, taken.fence, 3, &cp.state)
+            .await
+            .unwrap(),
+        "no checkpoint yet: a whole one is needed"
+    );
     cluster::save_checkpoint(&db, taken.fence, &cp)
         .await
         .unwrap();
     assert_eq!(
         cluster::load_checkpoint(&db, b1.run.id).await.unwrap(),
-        Some(cp)
+        Some(cp.clone())
+    );
+    // The next step, files unchanged: the state moves on, the files stay.
+    let state4 = serde_json::json!({"k": 2});
+    assert!(
+        cluster::save_checkpoint_state(&db, taken.fence, 4, &state4)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        cluster::save_checkpoint_state(&db, b1.fence, 5, &state4).await,
+        Err(codeflux_db::DbError::Fenced)
+    ));
+    assert_eq!(
+        cluster::load_checkpoint(&db, b1.run.id).await.unwrap(),
+        Some(cluster::Checkpoint {
+            step: 4,
+            state: state4,
+            files: cp.files.clone(),
+        })
     );
     // A clean stop gives the lease back: the next node resumes at once, not counted.
     assert_eq!(

@@ -44,12 +44,29 @@ impl Resume {
     }
 }
 
-/// Stores checkpoints of one execution of a run (fenced by its lease).
+/// Stores checkpoints of one execution of a run (fenced by its lease). The workspace's files
+/// are written again only when they changed since the last checkpoint (most steps of a long
+/// run change a few files or none; the transcript changes every step).
 pub(super) struct RunCheckpoints<'a> {
     pub db: &'a Db,
     pub fence: Fence,
     pub sandbox: &'a dyn Sandbox,
     pub sink: &'a RunSink,
+    /// The digest of the files the last stored checkpoint holds.
+    pub stored_files: std::sync::Mutex<Option<[u8; 32]>>,
+}
+
+/// A digest of a workspace's files (paths and contents).
+fn digest(files: &BTreeMap<String, String>) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (path, content) in files {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(content.len().to_le_bytes());
+        h.update(content.as_bytes());
+    }
+    h.finalize().into()
 }
 
 #[async_trait]
@@ -68,20 +85,45 @@ impl Checkpoints for RunCheckpoints<'_> {
             usage: self.sink.usage(),
             model: self.sink.model(),
         };
-        let (state, files) = match (serde_json::to_value(&state), serde_json::to_value(&files)) {
-            (Ok(s), Ok(f)) => (s, f),
-            (Err(e), _) | (_, Err(e)) => {
+        let step = i32::try_from(progress.step()).unwrap_or(i32::MAX);
+        let state = match serde_json::to_value(&state) {
+            Ok(s) => s,
+            Err(e) => {
                 tracing::warn!(run = %self.fence.run_id, error = %e, "a checkpoint could not be written");
                 return Ok(());
             }
         };
-        let cp = Checkpoint {
-            step: i32::try_from(progress.step()).unwrap_or(i32::MAX),
-            state,
-            files,
+        let sum = digest(&files);
+        let same_files = self
+            .stored_files
+            .lock()
+            .is_ok_and(|s| s.as_ref() == Some(&sum));
+        if same_files {
+            match cluster::save_checkpoint_state(self.db, self.fence, step, &state).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(DbError::Fenced) => return Err(AgentError::Superseded),
+                Err(e) => {
+                    tracing::warn!(run = %self.fence.run_id, error = %e, "storing a checkpoint");
+                    return Ok(());
+                }
+            }
+        }
+        let files = match serde_json::to_value(&files) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(run = %self.fence.run_id, error = %e, "a checkpoint could not be written");
+                return Ok(());
+            }
         };
+        let cp = Checkpoint { step, state, files };
         match cluster::save_checkpoint(self.db, self.fence, &cp).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Ok(mut stored) = self.stored_files.lock() {
+                    *stored = Some(sum);
+                }
+                Ok(())
+            }
             Err(DbError::Fenced) => Err(AgentError::Superseded),
             // The run goes on; a takeover would repeat more than one step.
             Err(e) => {

@@ -105,6 +105,7 @@ impl RunManager {
             fence,
             sandbox: sandbox.as_ref(),
             sink,
+            stored_files: std::sync::Mutex::new(None),
         };
         let outcome = codeflux_agent::run_resumable(
             llm,
