@@ -9,6 +9,7 @@
 pub mod cgroup;
 pub mod check;
 pub mod disk;
+pub mod e2b;
 pub mod fsutil;
 pub mod local;
 pub mod logring;

@@ -1,6 +1,7 @@
 //! Helpers for CodeFlux's own tests: throwaway databases (a SQLite file, a fresh PostgreSQL
 //! database on the local server) and the real server binary on a free port.
 
+pub mod e2b_double;
 pub mod scripted_llm;
 
 use std::io::{BufRead, BufReader};

@@ -9,6 +9,7 @@
 mod check;
 mod commands;
 mod devserver;
+mod e2b;
 mod files;
 mod lifecycle;
 mod links;
