@@ -14,7 +14,7 @@ WORKDIR /home/user
 # Dependencies first so that source edits keep the npm ci layer cached.
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY next.config.ts postcss.config.mjs tsconfig.json next-env.d.ts .gitignore ./
+COPY next.config.ts postcss.config.mjs tsconfig.json .gitignore ./
 COPY src ./src
 
 ENV NEXT_TELEMETRY_DISABLED=1

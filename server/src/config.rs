@@ -180,6 +180,31 @@ pub struct Config {
     /// More hosts sandboxes may reach on port 443 (comma-separated), besides the npm registry.
     #[arg(long, env = "CODEFLUX_EGRESS_HOSTS", value_delimiter = ',')]
     pub egress_hosts: Vec<String>,
+
+    /// Where projects' sandboxes run: `local` (this machine: bubblewrap, one uid per project)
+    /// or `e2b` (E2B's cloud, from the templates in sandbox-templates/*/e2b.toml; needs
+    /// E2B_API_KEY).
+    #[arg(long, env = "CODEFLUX_SANDBOX", default_value = "local", value_parser = ["local", "e2b"])]
+    pub sandbox_backend: String,
+
+    /// E2B's API key (with CODEFLUX_SANDBOX=e2b). It stays in the server: no sandbox sees it.
+    #[arg(long, env = "E2B_API_KEY", hide_env_values = true)]
+    pub e2b_api_key: Option<String>,
+
+    /// E2B's domain: the API is https://api.<domain>, a sandbox's port P is
+    /// https://P-<sandbox>.<domain>.
+    #[arg(long, env = "E2B_DOMAIN", default_value = "e2b.app")]
+    pub e2b_domain: String,
+
+    /// E2B's API address, when not https://api.<E2B_DOMAIN>.
+    #[arg(long, env = "E2B_API_URL")]
+    pub e2b_api_url: Option<String>,
+
+    /// One address for every request to sandboxes (envd and ports), routed by E2B's
+    /// E2b-Sandbox-Id/E2b-Sandbox-Port headers (like https://sandbox.e2b.app), instead of
+    /// https://<port>-<sandbox>.<domain>. Plain http only to loopback.
+    #[arg(long, env = "E2B_SANDBOX_URL")]
+    pub e2b_sandbox_url: Option<String>,
 }
 
 /// A CPU share: a positive number of CPUs, at most the machine's.
@@ -332,6 +357,46 @@ impl Config {
                 .cloned(),
         );
         Ok(c)
+    }
+
+    /// The E2B backend's settings, when CODEFLUX_SANDBOX=e2b (`preview_url`: the preview
+    /// address with `{id}`).
+    pub fn e2b(
+        &self,
+        preview_url: &str,
+    ) -> anyhow::Result<Option<codeflux_core::sandbox::e2b::E2bConfig>> {
+        if self.sandbox_backend != "e2b" {
+            return Ok(None);
+        }
+        let key = self
+            .e2b_api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "CODEFLUX_SANDBOX=e2b needs E2B_API_KEY (from https://e2b.dev/dashboard)"
+                )
+            })?;
+        let domain = self.e2b_domain.trim().trim_end_matches('/');
+        if domain.is_empty() || domain.contains('/') || domain.contains(':') {
+            anyhow::bail!("E2B_DOMAIN is a domain name like e2b.app, not \"{domain}\"");
+        }
+        let mut c = codeflux_core::sandbox::e2b::E2bConfig::new(key, domain, preview_url);
+        if let Some(u) = self.e2b_api_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            c.api_url = u.trim().trim_end_matches('/').to_owned();
+        }
+        c.sandbox_url = self
+            .e2b_sandbox_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| u.trim_end_matches('/').to_owned());
+        c.idle = std::time::Duration::from_secs(self.preview_idle_secs);
+        if let Some(n) = self.max_sandboxes {
+            c.max_sandboxes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        Ok(Some(c))
     }
 
     /// The use-cases' settings.

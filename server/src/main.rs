@@ -13,6 +13,8 @@ use clap::Parser;
 use std::sync::Arc;
 
 use codeflux_core::Services;
+use codeflux_core::sandbox::SandboxProvider;
+use codeflux_core::sandbox::e2b::E2bProvider;
 use codeflux_core::sandbox::local::LocalProvider;
 use leptos::config::get_configuration;
 use tokio::net::TcpListener;
@@ -130,8 +132,15 @@ async fn serve(config: config::Config, db: codeflux_core::db::Db) -> Result<()> 
     let mut sandbox_cfg = config.sandbox(addr.port())?;
     sandbox_cfg.preview_url = mode.url_template();
     sandbox_cfg.dev_env = mode.dev_env();
-    let sandboxes = LocalProvider::new(sandbox_cfg).context("setting up the local sandboxes")?;
-    let sandboxes = Arc::new(sandboxes);
+    let sandboxes: Arc<dyn SandboxProvider> = match config.e2b(&mode.url_template())? {
+        Some(e2b) => {
+            tracing::info!(api = %e2b.api_url, "sandboxes on E2B");
+            Arc::new(E2bProvider::new(e2b).context("setting up the E2B sandboxes")?)
+        }
+        None => {
+            Arc::new(LocalProvider::new(sandbox_cfg).context("setting up the local sandboxes")?)
+        }
+    };
     let mut core = config.core();
     core.auth = config.auth(&public);
     core.node = config.node(addr)?;

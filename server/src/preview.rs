@@ -300,6 +300,8 @@ async fn relay(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
+    let upstream_host = stream.upstream_host().map(str::to_owned);
+    let upstream_headers = stream.upstream_headers().to_vec();
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,
@@ -335,6 +337,15 @@ async fn relay(
         }
     } else if let Some(h) = req.headers().get(header::HOST).cloned() {
         req.headers_mut().insert("x-forwarded-host", h);
+    }
+    // A sandbox elsewhere (E2B) is reached by its own host name and routing headers.
+    if let Some(host) = upstream_host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    for (name, value) in upstream_headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            req.headers_mut().insert(name, v);
+        }
     }
     if let Ok(proto) = HeaderValue::from_str(state.previews.scheme()) {
         req.headers_mut().insert("x-forwarded-proto", proto);

@@ -5,6 +5,8 @@
 //! - [`workspace`]: host-side file operations that never leave the workspace (openat2).
 //! - [`local`]: the backend on the server's own machine (bubblewrap, one uid per project,
 //!   a disk image per project, seccomp, cgroups).
+//! - [`e2b`]: the backend on E2B's machines (its REST API and envd), for when local machines
+//!   are not wanted.
 
 pub mod cgroup;
 pub mod check;
@@ -29,7 +31,6 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use codeflux_protocol::Template;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -101,20 +102,48 @@ pub enum PreviewState {
     Busy(String),
 }
 
+/// A byte stream to a dev server: plain TCP on this machine, TLS to E2B's edge.
+pub trait PreviewIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> PreviewIo for T {}
+
 /// A connection to a project's dev server. While it is open the sandbox counts as in use (it
 /// is not stopped to make room for another).
 pub struct PreviewConn {
-    stream: TcpStream,
+    stream: Box<dyn PreviewIo>,
+    /// The Host the upstream routes by (E2B's `<port>-<sandbox>.<domain>`); None: keep the
+    /// browser's.
+    upstream_host: Option<String>,
+    /// Headers the upstream needs on every request (E2B's routing headers).
+    upstream_headers: Vec<(&'static str, String)>,
     _in_use: Option<Box<dyn Send + Sync>>,
 }
 
 impl PreviewConn {
     /// `in_use` is dropped with the connection.
-    pub fn new(stream: TcpStream, in_use: Option<Box<dyn Send + Sync>>) -> Self {
+    pub fn new(stream: impl PreviewIo + 'static, in_use: Option<Box<dyn Send + Sync>>) -> Self {
         Self {
-            stream,
+            stream: Box::new(stream),
+            upstream_host: None,
+            upstream_headers: Vec::new(),
             _in_use: in_use,
         }
+    }
+
+    /// Requests on this connection name `host` (and carry `headers`).
+    pub fn with_upstream(mut self, host: String, headers: Vec<(&'static str, String)>) -> Self {
+        self.upstream_host = Some(host);
+        self.upstream_headers = headers;
+        self
+    }
+
+    /// The Host requests must carry on this connection, when it is not the browser's.
+    pub fn upstream_host(&self) -> Option<&str> {
+        self.upstream_host.as_deref()
+    }
+
+    /// Headers every request on this connection must carry.
+    pub fn upstream_headers(&self) -> &[(&'static str, String)] {
+        &self.upstream_headers
     }
 }
 
@@ -211,4 +240,7 @@ pub trait SandboxProvider: Send + Sync {
 
     /// Sandboxes live on this server now (for metrics).
     fn live_sandboxes(&self) -> usize;
+
+    /// Stops every sandbox (the server is shutting down).
+    async fn stop_all(&self);
 }

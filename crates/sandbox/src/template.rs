@@ -209,6 +209,14 @@ fn npm_ci(dir: &Path) -> std::io::Result<std::process::Output> {
     cmd.output()
 }
 
+/// Files beside a template that build its E2B image: not part of a project's sources.
+const E2B_BUILD_FILES: &[&str] = &[
+    "e2b.toml",
+    "e2b.Dockerfile",
+    "compile_page.sh",
+    "start_vite.sh",
+];
+
 fn collect(
     root: &Path,
     dir: &Path,
@@ -223,7 +231,7 @@ fn collect(
             if !SKIP_DIRS.contains(&name.as_str()) {
                 collect(root, &path, out)?;
             }
-        } else if ft.is_file() {
+        } else if ft.is_file() && !(dir == root && E2B_BUILD_FILES.contains(&name.as_str())) {
             let rel = path
                 .strip_prefix(root)
                 .map_err(setup)?

@@ -1,9 +1,14 @@
 //! A test double of E2B on loopback, for tests only: its REST API (create, timeout, kill, with
 //! `X-API-Key`) and the envd agent of each sandbox (`/files`, Connect-JSON
 //! `process.Process/Start` streaming and `SendSignal`, with `X-Access-Token`), over real HTTP,
-//! routed by the `E2b-Sandbox-Id` header like E2B's shared sandbox host. A "sandbox" is a
-//! directory standing for `/home/user`; commands run there with `sh -c` (this double stands in
-//! for E2B's machines; it isolates nothing).
+//! routed by the `E2b-Sandbox-Id` and `E2b-Sandbox-Port` headers like E2B's shared sandbox
+//! host: port 49983 is envd, any other port of a sandbox is proxied to the one loopback port
+//! the double gave that sandbox (exported to its processes as PORT), answering 502 while
+//! nothing listens there, as E2B's edge does. A "sandbox" is a directory standing for
+//! `/home/user`, seeded with a template's files; a template may name a start command that runs
+//! when a sandbox is created (E2B resumes a snapshot of the template with its start command
+//! running). Commands run there with `sh -c` (this double stands in for E2B's machines; it
+//! isolates nothing).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,6 +33,17 @@ struct Sandbox {
     dir: tempfile::TempDir,
     token: String,
     template: String,
+    /// The loopback port standing for every port of the sandbox but envd's.
+    port: u16,
+}
+
+/// What a template of the double holds.
+#[derive(Clone, Debug, Default)]
+pub struct DoubleTemplate {
+    /// Files a new sandbox starts with (copied, node_modules left out).
+    pub seed: Option<PathBuf>,
+    /// Runs in a new sandbox's home (with PORT set) as E2B's snapshot of the template would.
+    pub start_cmd: Option<String>,
 }
 
 #[derive(Default)]
@@ -36,7 +52,10 @@ struct State {
     /// (method, path) of every request, in order.
     log: Vec<(String, String)>,
     next: u64,
-    pids: HashMap<u64, u32>,
+    /// envd pid -> (sandbox, OS process group).
+    pids: HashMap<u64, (String, u32)>,
+    /// Known templates; empty: any name but "missing" is accepted, empty.
+    templates: HashMap<String, DoubleTemplate>,
 }
 
 /// The running double; stops when dropped.
@@ -51,14 +70,53 @@ pub struct E2bDouble {
 impl Drop for E2bDouble {
     fn drop(&mut self) {
         self.task.abort();
+        if let Ok(mut s) = self.state.lock() {
+            let ids: Vec<String> = s.sandboxes.keys().cloned().collect();
+            for id in ids {
+                kill_sandbox(&mut s, &id);
+            }
+        }
+    }
+}
+
+/// Removes a sandbox and kills every process it started.
+fn kill_sandbox(s: &mut State, id: &str) -> bool {
+    let groups: Vec<u32> = s
+        .pids
+        .values()
+        .filter(|(sb, _)| sb == id)
+        .map(|(_, g)| *g)
+        .collect();
+    for g in groups {
+        kill_group(g);
+    }
+    s.pids.retain(|_, (sb, _)| sb != id);
+    s.sandboxes.remove(id).is_some()
+}
+
+/// Kills a process group of the double's own (never 0 or 1: that would be ours or all).
+fn kill_group(g: u32) {
+    if g > 1 {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{g}")])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
 impl E2bDouble {
     pub async fn start() -> anyhow::Result<E2bDouble> {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// A double that knows only `templates` (name, contents).
+    pub async fn start_with(templates: Vec<(String, DoubleTemplate)>) -> anyhow::Result<E2bDouble> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            templates: templates.into_iter().collect(),
+            ..State::default()
+        }));
         let api_key = "e2b_0123456789abcdef".to_owned();
         let (st, key) = (state.clone(), api_key.clone());
         let task = tokio::spawn(async move {
@@ -190,6 +248,10 @@ async fn handle(
     }
     let sandbox = header(&req, "e2b-sandbox-id");
     if !sandbox.is_empty() {
+        let port = header(&req, "e2b-sandbox-port");
+        if !port.is_empty() && port != "49983" {
+            return Ok(to_port(req, state, &sandbox).await);
+        }
         return Ok(envd(req, state, &sandbox, &method, &path).await);
     }
     if header(&req, "x-api-key") != key {
@@ -206,26 +268,73 @@ async fn handle(
                 .unwrap_or_default();
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let template = v["templateID"].as_str().unwrap_or_default().to_owned();
-            if template.is_empty() || template == "missing" {
+            let known = state.lock().ok().and_then(|s| {
+                if s.templates.is_empty() {
+                    (template != "missing").then(DoubleTemplate::default)
+                } else {
+                    s.templates.get(&template).cloned()
+                }
+            });
+            let Some(tpl) = known.filter(|_| !template.is_empty()) else {
                 return Ok(error(404, &format!("template '{template}' not found")));
-            }
+            };
             let Ok(dir) = tempfile::tempdir() else {
                 return Ok(error(500, "no space"));
             };
-            let Ok(mut s) = state.lock() else {
-                return Ok(error(500, "poisoned"));
+            if let Some(seed) = &tpl.seed
+                && let Err(e) = copy_tree(seed, dir.path())
+            {
+                return Ok(error(500, &format!("seeding the sandbox: {e}")));
+            }
+            let Ok(port) = free_port() else {
+                return Ok(error(500, "no port"));
             };
-            s.next += 1;
-            let id = format!("i{:08x}", s.next);
-            let token = format!("tok-{id}");
-            s.sandboxes.insert(
-                id.clone(),
-                Sandbox {
-                    dir,
-                    token: token.clone(),
-                    template,
-                },
-            );
+            let home = dir.path().to_path_buf();
+            let (id, token) = {
+                let Ok(mut s) = state.lock() else {
+                    return Ok(error(500, "poisoned"));
+                };
+                s.next += 1;
+                let id = format!("i{:08x}", s.next);
+                let token = format!("tok-{id}");
+                s.sandboxes.insert(
+                    id.clone(),
+                    Sandbox {
+                        dir,
+                        token: token.clone(),
+                        template,
+                        port,
+                    },
+                );
+                (id, token)
+            };
+            if let Some(cmd) = &tpl.start_cmd {
+                let spawned = tokio::process::Command::new("sh")
+                    .args(["-c", cmd])
+                    .current_dir(&home)
+                    .env("HOME", &home)
+                    .env("PORT", port.to_string())
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .process_group(0)
+                    .spawn();
+                match spawned {
+                    Ok(child) => {
+                        if let (Some(os), Ok(mut s)) = (child.id(), state.lock()) {
+                            s.next += 1;
+                            let pid = s.next;
+                            s.pids.insert(pid, (id.clone(), os));
+                        }
+                        // Reaped in the background; killed with the sandbox.
+                        tokio::spawn(async move {
+                            let mut child = child;
+                            let _ = child.wait().await;
+                        });
+                    }
+                    Err(e) => return Ok(error(500, &format!("start command: {e}"))),
+                }
+            }
             json_response(
                 201,
                 &json!({"templateID": "tpl", "sandboxID": id, "clientID": "c", "envdVersion": "0.6.4",
@@ -241,8 +350,8 @@ async fn handle(
             }
         }
         ("DELETE", ["sandboxes", id]) => {
-            let gone = state.lock().ok().and_then(|mut s| s.sandboxes.remove(*id));
-            if gone.is_some() {
+            let gone = state.lock().is_ok_and(|mut s| kill_sandbox(&mut s, id));
+            if gone {
                 json_response(204, &Value::Null)
             } else {
                 error(404, "sandbox not found")
@@ -280,6 +389,9 @@ async fn envd(
             let Some(p) = query(&req, "path").and_then(|p| inside(&dir, &p)) else {
                 return error(400, "invalid path");
             };
+            if p.is_dir() {
+                return error(400, "path is a directory");
+            }
             match tokio::fs::read(&p).await {
                 Ok(bytes) => Response::new(Full::new(Bytes::from(bytes)).boxed()),
                 Err(_) => error(404, "file not found"),
@@ -306,7 +418,14 @@ async fn envd(
                 Err(e) => error(500, &e.to_string()),
             }
         }
-        ("POST", "/process.Process/Start") => start(req, state, dir).await,
+        ("POST", "/process.Process/Start") => {
+            let port = state
+                .lock()
+                .ok()
+                .and_then(|s| s.sandboxes.get(sandbox).map(|b| b.port))
+                .unwrap_or(0);
+            start(req, state, dir, sandbox.to_owned(), port).await
+        }
         ("POST", "/process.Process/SendSignal") => {
             let body = req
                 .into_body()
@@ -316,13 +435,15 @@ async fn envd(
                 .unwrap_or_default();
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let pid = v["process"]["pid"].as_u64().unwrap_or(0);
-            let os = state.lock().ok().and_then(|s| s.pids.get(&pid).copied());
+            let os = state.lock().ok().and_then(|s| {
+                s.pids
+                    .get(&pid)
+                    .filter(|(sb, _)| sb == sandbox)
+                    .map(|(_, g)| *g)
+            });
             match os {
-                // The command's own process group (never 0 or 1: that would be ours or all).
                 Some(os) if os > 1 => {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-s", "KILL", "--", &format!("-{os}")])
-                        .status();
+                    kill_group(os);
                     json_response(200, &json!({}))
                 }
                 _ => json_response(
@@ -344,7 +465,13 @@ fn frame(flags: u8, v: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-async fn start(req: Request<Incoming>, state: Arc<Mutex<State>>, dir: PathBuf) -> Response<Body> {
+async fn start(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    dir: PathBuf,
+    sandbox_id: String,
+    port: u16,
+) -> Response<Body> {
     let body = req
         .into_body()
         .collect()
@@ -383,6 +510,7 @@ async fn start(req: Request<Incoming>, state: Arc<Mutex<State>>, dir: PathBuf) -
         cmd.args(args.iter().skip_while(|a| *a != "-c"))
             .current_dir(&cwd)
             .env("HOME", &dir)
+            .env("PORT", port.to_string())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -401,7 +529,7 @@ async fn start(req: Request<Incoming>, state: Arc<Mutex<State>>, dir: PathBuf) -
             let Ok(mut s) = state.lock() else { return };
             s.next += 1;
             let pid = s.next;
-            s.pids.insert(pid, os);
+            s.pids.insert(pid, (sandbox_id.clone(), os));
             pid
         };
         send(frame(0, &json!({"event": {"start": {"pid": pid}}}))).await;
@@ -441,4 +569,81 @@ async fn start(req: Request<Incoming>, state: Arc<Mutex<State>>, dir: PathBuf) -
         hyper::header::HeaderValue::from_static("application/connect+json"),
     );
     res
+}
+
+/// A free loopback port (bound and let go).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Copies a template's files (node_modules, .git and the E2B build files left out, as the
+/// template's image has them).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if [
+            "node_modules",
+            ".git",
+            "e2b.toml",
+            "e2b.Dockerfile",
+            "compile_page.sh",
+            "start_vite.sh",
+        ]
+        .iter()
+        .any(|n| name == *n)
+        {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let dest = to.join(&name);
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+            copy_tree(&entry.path(), &dest)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// A request to one of a sandbox's ports: proxied to the sandbox's loopback port; 502 while
+/// nothing listens there (E2B's edge says the port is not open).
+async fn to_port(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    sandbox: &str,
+) -> Response<Body> {
+    let port = state
+        .lock()
+        .ok()
+        .and_then(|s| s.sandboxes.get(sandbox).map(|b| b.port));
+    let bad_gateway = |msg: &str| {
+        let mut res = Response::new(Full::new(Bytes::from(msg.to_owned())).boxed());
+        *res.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+        res
+    };
+    let Some(port) = port else {
+        return bad_gateway("sandbox not found");
+    };
+    let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return bad_gateway("The sandbox is running but port is not open");
+    };
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    else {
+        return bad_gateway("the port closed the connection");
+    };
+    tokio::spawn(conn);
+    match sender.send_request(req).await {
+        Ok(res) => {
+            let (parts, body) = res.into_parts();
+            match body.collect().await {
+                Ok(b) => Response::from_parts(parts, Full::new(b.to_bytes()).boxed()),
+                Err(_) => bad_gateway("the port closed the connection"),
+            }
+        }
+        Err(_) => bad_gateway("the port closed the connection"),
+    }
 }

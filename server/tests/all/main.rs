@@ -9,6 +9,7 @@ mod auth;
 mod browser;
 mod cluster;
 mod devices;
+mod e2b;
 mod hardening;
 mod runs;
 mod sandbox;

@@ -10,6 +10,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::connect::{Frame, Frames, envelope};
+use crate::output::CappedOutput;
 
 /// envd's port inside every sandbox.
 pub const ENVD_PORT: u16 = 49983;
@@ -29,6 +30,8 @@ pub struct Finished {
     pub exit_code: i32,
     /// Output kept (stdout and stderr in arrival order), at most `keep` bytes: head and tail.
     pub output: String,
+    /// Bytes dropped from the middle of the output.
+    pub omitted: usize,
     pub timed_out: bool,
 }
 
@@ -83,27 +86,43 @@ impl Envd {
         }
     }
 
-    /// Reads a file; None when it does not exist.
-    pub async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, EnvdError> {
-        let res = self
+    /// Reads a file of at most `limit` bytes; None when it does not exist. A larger file is
+    /// refused with status 413 once `limit` bytes arrived (never held in memory whole).
+    pub async fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, EnvdError> {
+        let mut res = self
             .request(reqwest::Method::GET, &files_path(path))
             .send()
             .await
             .map_err(|e| net("reading a file", e))?;
         match res.status().as_u16() {
-            200 => Ok(Some(
-                res.bytes()
-                    .await
-                    .map_err(|e| net("reading a file", e))?
-                    .to_vec(),
-            )),
-            404 => Ok(None),
-            s => Err(refused(
-                "reading a file",
-                s,
-                &res.text().await.unwrap_or_default(),
-            )),
+            200 => {}
+            404 => return Ok(None),
+            s => {
+                return Err(refused(
+                    "reading a file",
+                    s,
+                    &res.text().await.unwrap_or_default(),
+                ));
+            }
         }
+        let too_large = |size: u64| EnvdError {
+            what: "reading a file",
+            status: Some(413),
+            message: format!("{size} bytes or more; the limit is {limit}"),
+        };
+        if let Some(len) = res.content_length()
+            && len > limit
+        {
+            return Err(too_large(len));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| net("reading a file", e))? {
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > limit {
+                return Err(too_large(out.len() as u64));
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Runs `sh -c command` in `cwd` until it ends or `timeout` passes (then it is killed),
@@ -140,7 +159,7 @@ impl Envd {
             ));
         }
         let mut frames = Frames::default();
-        let mut out = Output::new(keep);
+        let mut out = CappedOutput::new(keep.max(64));
         let mut pid = None;
         let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(5);
         loop {
@@ -158,11 +177,7 @@ impl Envd {
                     if let Some(pid) = pid {
                         self.kill(pid).await;
                     }
-                    return Ok(Finished {
-                        exit_code: -1,
-                        output: out.finish(),
-                        timed_out: true,
-                    });
+                    return Ok(out.into_finished(-1, true));
                 }
             };
             frames.push(&chunk);
@@ -182,33 +197,25 @@ impl Envd {
                                 let bytes = base64::engine::general_purpose::STANDARD
                                     .decode(b64)
                                     .unwrap_or_default();
-                                let text = String::from_utf8_lossy(&bytes).into_owned();
                                 if let Some(tx) = &progress {
                                     // A slow reader loses progress, never the command.
-                                    let _ = tx.try_send(text.clone());
+                                    let _ =
+                                        tx.try_send(String::from_utf8_lossy(&bytes).into_owned());
                                 }
-                                out.push(&text);
+                                out.push(&bytes);
                             }
                         }
                         if event.get("end").is_some() {
                             let end = &event["end"];
                             // Zero values are left out of the JSON: no exitCode means 0.
                             let code = end["exitCode"].as_i64().unwrap_or(0);
-                            return Ok(Finished {
-                                exit_code: i32::try_from(code).unwrap_or(-1),
-                                output: out.finish(),
-                                timed_out: false,
-                            });
+                            return Ok(out.into_finished(i32::try_from(code).unwrap_or(-1), false));
                         }
                     }
                     Frame::End(Some((code, message))) => {
                         let timed_out = code == "deadline_exceeded";
                         if timed_out {
-                            return Ok(Finished {
-                                exit_code: -1,
-                                output: out.finish(),
-                                timed_out,
-                            });
+                            return Ok(out.into_finished(-1, true));
                         }
                         return Err(EnvdError {
                             what: "running a command",
@@ -260,51 +267,21 @@ fn files_path(path: &str) -> String {
     format!("/files?path={enc}&username=user")
 }
 
-/// Command output kept within a byte budget: the head and the tail.
-struct Output {
-    keep: usize,
-    head: String,
-    tail: std::collections::VecDeque<char>,
-    tail_bytes: usize,
-    dropped: bool,
+impl CappedOutput {
+    fn into_finished(self, exit_code: i32, timed_out: bool) -> Finished {
+        let (output, omitted) = self.finish();
+        Finished {
+            exit_code,
+            output,
+            omitted,
+            timed_out,
+        }
+    }
 }
 
-impl Output {
-    fn new(keep: usize) -> Self {
-        Self {
-            keep,
-            head: String::new(),
-            tail: std::collections::VecDeque::new(),
-            tail_bytes: 0,
-            dropped: false,
-        }
-    }
-
-    fn push(&mut self, text: &str) {
-        for c in text.chars() {
-            if self.head.len() + c.len_utf8() <= self.keep / 2 {
-                self.head.push(c);
-                continue;
-            }
-            self.tail.push_back(c);
-            self.tail_bytes += c.len_utf8();
-            while self.tail_bytes > self.keep / 2 {
-                if let Some(d) = self.tail.pop_front() {
-                    self.tail_bytes -= d.len_utf8();
-                    self.dropped = true;
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self) -> String {
-        let tail: String = self.tail.iter().collect();
-        if self.dropped {
-            format!("{}\n[... output cut ...]\n{tail}", self.head)
-        } else {
-            format!("{}{tail}", self.head)
-        }
-    }
+/// `s` as one word for `sh` (single-quoted).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn net(what: &'static str, e: reqwest::Error) -> EnvdError {

@@ -242,19 +242,6 @@ impl LocalProvider {
         Ok((rt, true, lease))
     }
 
-    /// Stops every running sandbox (at server shutdown).
-    pub async fn stop_all(&self) {
-        let ids: Vec<Uuid> = self
-            .0
-            .registry
-            .lock()
-            .map(|r| r.live.keys().copied().collect())
-            .unwrap_or_default();
-        for id in ids {
-            self.stop_runtime(id).await;
-        }
-    }
-
     /// Whether the project's sandbox runtime (namespace, proxy, dev server) is up.
     pub fn is_running(&self, project_id: Uuid) -> bool {
         self.live(project_id).is_some()
@@ -422,6 +409,18 @@ impl SandboxProvider for LocalProvider {
 
     fn live_sandboxes(&self) -> usize {
         self.live_count()
+    }
+
+    async fn stop_all(&self) {
+        let ids: Vec<Uuid> = self
+            .0
+            .registry
+            .lock()
+            .map(|r| r.live.keys().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.stop_runtime(id).await;
+        }
     }
 
     fn dev_server_log(&self, project_id: Uuid) -> Vec<String> {

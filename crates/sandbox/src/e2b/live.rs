@@ -1,0 +1,276 @@
+//! One live E2B sandbox: its envd, how its dev server port is reached, when it was last used,
+//! and its dev server's state.
+//!
+//! The template's start command runs the dev server when E2B builds the template, so a new
+//! sandbox (resumed from that snapshot) usually serves at once. The dev server is probed
+//! through E2B's edge (which answers 502 for a port nothing listens on); when it does not
+//! answer for a while and nothing we started is starting it, the template's start command is
+//! run again, and its output kept (bounded, in bytes) for the dev server log.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use codeflux_protocol::Template;
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
+
+use super::conn::PortAddr;
+use super::envd::Envd;
+use crate::PreviewState;
+use crate::logring::LogRing;
+
+/// How long a new sandbox's own dev server (from the template's snapshot) may take to answer
+/// before we start one.
+const FIRST_ANSWER: Duration = Duration::from_secs(20);
+/// A dev server that stopped answering is started again after this long.
+const DOWN_FOR: Duration = Duration::from_secs(3);
+/// After the dev server we started exited, we wait this long before starting it again.
+const BACKOFF: Duration = Duration::from_secs(10);
+/// Bytes of dev server output kept.
+const LOG_BYTES: usize = 64 * 1024;
+/// How long our dev server process may run (envd ends it then; we start it again).
+const DEV_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+enum Dev {
+    /// Not answering yet (since the sandbox started or since it last answered).
+    Waiting {
+        since: Instant,
+    },
+    /// The start command we ran is under way.
+    Starting,
+    Ready,
+    /// The start command we ran ended; the text says why.
+    Exited {
+        at: Instant,
+        why: String,
+    },
+}
+
+struct State {
+    last_used: Instant,
+    extended: Instant,
+    dev: Dev,
+    log: LogRing,
+    dev_task: Option<tokio::task::JoinHandle<()>>,
+    /// The template's own dev server had its chance (it answered once, or we started ours).
+    own_turn: bool,
+}
+
+pub(super) struct Live {
+    pub project: Uuid,
+    pub template: Template,
+    pub sandbox_id: String,
+    pub envd: Envd,
+    pub port: PortAddr,
+    start_cmd: String,
+    /// Cloned by every handle that uses the sandbox (a run's sandbox, an open preview).
+    holds: Arc<()>,
+    state: Mutex<State>,
+    stopped: AtomicBool,
+    pub wake: Notify,
+}
+
+impl Live {
+    pub fn new(
+        project: Uuid,
+        template: Template,
+        sandbox_id: String,
+        envd: Envd,
+        port: PortAddr,
+        start_cmd: String,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            project,
+            template,
+            sandbox_id,
+            envd,
+            port,
+            start_cmd,
+            holds: Arc::new(()),
+            state: Mutex::new(State {
+                last_used: now,
+                extended: now,
+                dev: Dev::Waiting { since: now },
+                log: LogRing::new(LOG_BYTES),
+                dev_task: None,
+                own_turn: false,
+            }),
+            stopped: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        match self.state.lock() {
+            Ok(mut s) => Some(f(&mut s)),
+            Err(_) => {
+                tracing::error!(project = %self.project, "an E2B sandbox's state lock is poisoned");
+                None
+            }
+        }
+    }
+
+    /// Someone used the sandbox now.
+    pub fn touch(&self) {
+        self.with(|s| s.last_used = Instant::now());
+    }
+
+    /// A token that keeps the sandbox counted as in use while it lives.
+    pub fn hold(&self) -> Arc<()> {
+        self.touch();
+        self.holds.clone()
+    }
+
+    pub fn in_use(&self) -> bool {
+        Arc::strong_count(&self.holds) > 1
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.with(|s| s.last_used.elapsed()).unwrap_or_default()
+    }
+
+    /// True once per `every` while the sandbox was used since its time to live was last set.
+    pub fn wants_extending(&self, every: Duration) -> bool {
+        self.with(|s| {
+            if s.extended.elapsed() >= every && s.last_used > s.extended {
+                s.extended = Instant::now();
+                true
+            } else {
+                false
+            }
+        })
+        .unwrap_or(false)
+    }
+
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(Some(t)) = self.with(|s| s.dev_task.take()) {
+            t.abort();
+        }
+        self.wake.notify_waiters();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    pub fn preview_state(&self) -> PreviewState {
+        self.with(|s| match &s.dev {
+            Dev::Ready => PreviewState::Ready,
+            Dev::Waiting { .. } | Dev::Starting => {
+                PreviewState::Starting("starting the dev server on E2B".into())
+            }
+            Dev::Exited { why, .. } => PreviewState::Failed(why.clone()),
+        })
+        .unwrap_or(PreviewState::Stopped)
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.with(|s| s.log.lines()).unwrap_or_default()
+    }
+
+    /// Whether the dev server answers through E2B's edge (502 there: nothing listens).
+    pub async fn probe(&self, http: &reqwest::Client) -> bool {
+        let mut req = http
+            .get(format!("{}/", self.port.base_url()))
+            .header("host", &self.port.host)
+            .timeout(Duration::from_secs(5));
+        for (k, v) in self.port.routing_headers() {
+            req = req.header(k, v);
+        }
+        match req.send().await {
+            Ok(res) => res.status().as_u16() != 502,
+            Err(_) => false,
+        }
+    }
+
+    /// Takes a probe's answer; starts the dev server when it has been down long enough.
+    pub fn after_probe(self: &Arc<Self>, answers: bool) {
+        let start = self
+            .with(|s| {
+                let ours_running = s.dev_task.as_ref().is_some_and(|t| !t.is_finished());
+                if answers {
+                    s.dev = Dev::Ready;
+                    s.own_turn = true;
+                    return false;
+                }
+                match &s.dev {
+                    Dev::Ready => {
+                        s.dev = Dev::Waiting {
+                            since: Instant::now(),
+                        };
+                        false
+                    }
+                    Dev::Waiting { since } => {
+                        let patience = if s.own_turn { DOWN_FOR } else { FIRST_ANSWER };
+                        !ours_running && since.elapsed() >= patience
+                    }
+                    Dev::Starting => false,
+                    Dev::Exited { at, .. } => at.elapsed() >= BACKOFF,
+                }
+            })
+            .unwrap_or(false);
+        if start {
+            self.start_dev();
+        }
+    }
+
+    /// Runs the template's start command in the background, its output into the log.
+    fn start_dev(self: &Arc<Self>) {
+        let me = self.clone();
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let task = tokio::spawn(async move {
+            let logger = {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    while let Some(chunk) = rx.recv().await {
+                        me.with(|s| s.log.push(chunk.as_bytes()));
+                    }
+                })
+            };
+            let ended = me
+                .envd
+                .run(&me.start_cmd, "/home/user", DEV_LIFETIME, 4096, Some(tx))
+                .await;
+            // The output has all arrived once the sender is gone.
+            if let Err(e) = logger.await {
+                tracing::debug!("the dev server's log task ended: {e}");
+            }
+            let why = match ended {
+                Ok(f) if f.timed_out => "the dev server ran for a day; starting it again".into(),
+                Ok(f) => format!(
+                    "the dev server exited (code {}): {}",
+                    f.exit_code,
+                    me.log_lines()
+                        .iter()
+                        .rev()
+                        .take(8)
+                        .rev()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+                Err(e) => e.to_string(),
+            };
+            tracing::info!(project = %me.project, sandbox = %me.sandbox_id, %why, "E2B dev server ended");
+            me.with(|s| {
+                s.log.note(&why);
+                s.dev = Dev::Exited {
+                    at: Instant::now(),
+                    why,
+                }
+            });
+        });
+        self.with(|s| {
+            s.log
+                .note(&format!("$ {} (starting the dev server)", self.start_cmd));
+            s.dev = Dev::Starting;
+            s.own_turn = true;
+            if let Some(old) = s.dev_task.replace(task) {
+                old.abort();
+            }
+        });
+    }
+}
