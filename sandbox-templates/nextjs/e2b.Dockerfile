@@ -1,5 +1,5 @@
 # E2B sandbox image for the nextjs template (cloud backend; the local sandbox does not use it).
-# Build with `e2b template build` from this directory (see e2b.toml).
+# Build it from this directory as the README's "Sandboxes on E2B" says (see e2b.toml).
 FROM node:20-slim
 
 # curl is what compile_page.sh uses to wait for the dev server.

@@ -1,5 +1,5 @@
 # E2B sandbox image for the vite-react template (CODEFLUX_SANDBOX=e2b; the local sandbox does
-# not use it). Build with `e2b template build` from this directory (see e2b.toml).
+# not use it). Build it from this directory as the README's "Sandboxes on E2B" says.
 FROM node:22-slim
 
 # curl is what start_vite.sh uses to wait for the dev server.
@@ -17,7 +17,6 @@ RUN npm ci --no-audit --no-fund
 COPY index.html vite.config.ts tsconfig.json tsconfig.app.json tsconfig.node.json .gitignore ./
 COPY public ./public
 COPY src ./src
-RUN chown -R user:user /home/user || true
 
 # Previews reach the dev server as https://5173-<sandbox>.e2b.app (Vite refuses other hosts).
 ENV __VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS=.e2b.app

@@ -255,6 +255,63 @@ pub fn parse_page(output: &str, ms: u64) -> CheckItem {
     item(status, problems, None)
 }
 
+/// The type check command: the project's `typecheck` script, else `tsc --noEmit` (exit 97:
+/// neither exists).
+pub fn typecheck_command(package_json: &str) -> &'static str {
+    let has_script = serde_json::from_str::<serde_json::Value>(package_json)
+        .ok()
+        .and_then(|v| v.pointer("/scripts/typecheck").map(|_| ()))
+        .is_some();
+    if has_script {
+        "npm run --silent typecheck 2>&1"
+    } else {
+        "test -f node_modules/typescript/bin/tsc || exit 97; node node_modules/typescript/bin/tsc --noEmit 2>&1"
+    }
+}
+
+/// How long the type check may take.
+pub const TYPECHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// The "type check" item from what [`typecheck_command`] gave.
+pub fn typecheck_item(r: &crate::CommandResult, ms: u64) -> CheckItem {
+    if r.exit_code == Some(97) {
+        return skipped(
+            "type check",
+            "the project has no typecheck script and no TypeScript",
+        );
+    }
+    if r.timed_out {
+        return failed("type check", "the type check took more than 3 minutes", ms);
+    }
+    parse_typecheck(&r.output, r.exit_code, ms)
+}
+
+/// A check that could not run, and why.
+pub fn skipped(name: &str, note: &str) -> CheckItem {
+    CheckItem {
+        name: name.into(),
+        status: CheckStatus::Skipped,
+        problems: Vec::new(),
+        note: Some(note.into()),
+        ms: 0,
+    }
+}
+
+/// A check that failed with one problem.
+pub fn failed(name: &str, message: &str, ms: u64) -> CheckItem {
+    CheckItem {
+        name: name.into(),
+        status: CheckStatus::Failed,
+        problems: vec![Problem {
+            file: None,
+            line: None,
+            message: clip(message),
+        }],
+        note: None,
+        ms,
+    }
+}
+
 /// Reads `tsc` output (`src/App.tsx(2,9): error TS2322: Type ...`) into the "type check".
 pub fn parse_typecheck(output: &str, exit_code: Option<i32>, ms: u64) -> CheckItem {
     let mut problems = Vec::new();

@@ -17,8 +17,9 @@ use uuid::Uuid;
 
 use super::conn::PortAddr;
 use super::envd::Envd;
-use crate::PreviewState;
 use crate::logring::LogRing;
+use crate::{PreviewState, check};
+use codeflux_protocol::CheckItem;
 
 /// How long a new sandbox's own dev server (from the template's snapshot) may take to answer
 /// before we start one.
@@ -171,18 +172,85 @@ impl Live {
         self.with(|s| s.log.lines()).unwrap_or_default()
     }
 
-    /// Whether the dev server answers through E2B's edge (502 there: nothing listens).
-    pub async fn probe(&self, http: &reqwest::Client) -> bool {
+    /// GET / of the dev server through E2B's edge.
+    async fn get_page(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> reqwest::Result<reqwest::Response> {
         let mut req = http
             .get(format!("{}/", self.port.base_url()))
             .header("host", &self.port.host)
-            .timeout(Duration::from_secs(5));
+            .header("accept", "text/html")
+            .timeout(timeout);
         for (k, v) in self.port.routing_headers() {
             req = req.header(k, v);
         }
-        match req.send().await {
+        req.send().await
+    }
+
+    /// Whether the dev server answers through E2B's edge (502 there: nothing listens).
+    pub async fn probe(&self, http: &reqwest::Client) -> bool {
+        match self.get_page(http, Duration::from_secs(5)).await {
             Ok(res) => res.status().as_u16() != 502,
             Err(_) => false,
+        }
+    }
+
+    /// The check's "dev server" item: it must run (waited for up to 90 s) and answer the page
+    /// without an error status.
+    pub async fn dev_check(&self, http: &reqwest::Client) -> CheckItem {
+        let t0 = Instant::now();
+        loop {
+            match self.preview_state() {
+                PreviewState::Ready => break,
+                PreviewState::Failed(why) => {
+                    return check::failed(
+                        "dev server",
+                        &format!("the dev server does not run: {why}"),
+                        ms(t0),
+                    );
+                }
+                _ if t0.elapsed() > Duration::from_secs(90) => {
+                    return check::failed(
+                        "dev server",
+                        "the dev server did not answer within 90 s",
+                        ms(t0),
+                    );
+                }
+                _ => {
+                    self.wake.notify_waiters();
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        match self.get_page(http, Duration::from_secs(60)).await {
+            Ok(mut res) if res.status().as_u16() >= 400 => {
+                let status = res.status().as_u16();
+                // At most 2 KiB of the answer (the error text of the dev server).
+                let mut body = Vec::new();
+                while body.len() < 2048 {
+                    match res.chunk().await {
+                        Ok(Some(c)) => body.extend_from_slice(&c),
+                        _ => break,
+                    }
+                }
+                body.truncate(2048);
+                check::failed(
+                    "dev server",
+                    &format!(
+                        "the page answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    ),
+                    ms(t0),
+                )
+            }
+            Ok(_) => check::parse_dev_log(&[], ms(t0)),
+            Err(e) => check::failed(
+                "dev server",
+                &format!("the page did not load: {}", e.without_url()),
+                ms(t0),
+            ),
         }
     }
 
@@ -273,4 +341,8 @@ impl Live {
             }
         });
     }
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -297,6 +297,7 @@ impl SandboxProvider for E2bProvider {
         Ok(Arc::new(E2bSandbox::new(
             live,
             self.preview_url_of(project_id),
+            self.0.http.clone(),
         )))
     }
 

@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::envd::{EnvdError, shell_quote};
 use super::live::Live;
 use crate::workspace::{FileError, MAX_FILE_BYTES, MAX_SNAPSHOT_BYTES, SKIP_DIRS, clean_path};
-use crate::{CommandResult, RunOptions, Sandbox, SandboxError};
+use crate::{CommandResult, RunOptions, Sandbox, SandboxError, check};
+use codeflux_protocol::CheckReport;
 
 pub(super) const HOME: &str = "/home/user";
 /// Files read at once while taking a snapshot.
@@ -30,15 +31,17 @@ pub(super) fn envd_err(e: EnvdError) -> SandboxError {
 pub(super) struct E2bSandbox {
     pub live: Arc<Live>,
     pub preview_url: String,
+    http: reqwest::Client,
     _hold: Arc<()>,
 }
 
 impl E2bSandbox {
-    pub fn new(live: Arc<Live>, preview_url: String) -> Self {
+    pub fn new(live: Arc<Live>, preview_url: String, http: reqwest::Client) -> Self {
         let hold = live.hold();
         Self {
             live,
             preview_url,
+            http,
             _hold: hold,
         }
     }
@@ -292,5 +295,39 @@ impl Sandbox for E2bSandbox {
 
     fn preview_url(&self) -> String {
         self.preview_url.clone()
+    }
+
+    /// The type check and the dev server's answer, inside the E2B sandbox. The page load in a
+    /// headless browser is the local backend's (E2B's templates carry no Chromium).
+    async fn check(&self) -> Result<Option<CheckReport>, SandboxError> {
+        let pkg = match read_text(&self.live, "package.json").await {
+            Ok(s) => s,
+            Err(SandboxError::File(_)) => String::new(),
+            Err(e) => return Err(e),
+        };
+        let t0 = Instant::now();
+        let r = self
+            .run(
+                check::typecheck_command(&pkg),
+                &RunOptions {
+                    timeout: check::TYPECHECK_TIMEOUT,
+                    output_cap: 32 * 1024,
+                },
+                None,
+            )
+            .await?;
+        let typecheck = check::typecheck_item(
+            &r,
+            u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+        );
+        let dev = self.live.dev_check(&self.http).await;
+        let page = check::skipped(
+            "page load",
+            "E2B sandboxes have no headless browser (the local backend loads the page)",
+        );
+        Ok(Some(CheckReport {
+            items: vec![typecheck, dev, page],
+            rounds: 0,
+        }))
     }
 }

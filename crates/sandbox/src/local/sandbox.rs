@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use codeflux_protocol::{CheckItem, CheckReport, CheckStatus, Problem};
+use codeflux_protocol::{CheckItem, CheckReport};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -99,64 +99,26 @@ impl LocalSandbox {
             })
             .await
             .unwrap_or_default();
-        let has_script = serde_json::from_str::<serde_json::Value>(&pkg)
-            .ok()
-            .and_then(|v| v.pointer("/scripts/typecheck").map(|_| ()))
-            .is_some();
-        let command = if has_script {
-            "npm run --silent typecheck 2>&1"
-        } else {
-            "test -f node_modules/typescript/bin/tsc || exit 97; node node_modules/typescript/bin/tsc --noEmit 2>&1"
-        };
         let t0 = Instant::now();
         let r = rt
             .spec
             .run_shell(
-                command,
+                check::typecheck_command(&pkg),
                 &RunOptions {
-                    timeout: Duration::from_secs(180),
+                    timeout: check::TYPECHECK_TIMEOUT,
                     output_cap: 32 * 1024,
                 },
                 None,
             )
             .await?;
-        let ms = t0.elapsed().as_millis() as u64;
-        if r.exit_code == Some(97) {
-            return Ok(CheckItem {
-                name: "type check".into(),
-                status: CheckStatus::Skipped,
-                problems: Vec::new(),
-                note: Some("the project has no typecheck script and no TypeScript".into()),
-                ms,
-            });
-        }
-        if r.timed_out {
-            return Ok(CheckItem {
-                name: "type check".into(),
-                status: CheckStatus::Failed,
-                problems: vec![Problem {
-                    file: None,
-                    line: None,
-                    message: "the type check took more than 3 minutes".into(),
-                }],
-                note: None,
-                ms,
-            });
-        }
-        Ok(check::parse_typecheck(&r.output, r.exit_code, ms))
+        Ok(check::typecheck_item(&r, t0.elapsed().as_millis() as u64))
     }
 
     /// The dev server (it must answer) and a load of the page in a headless browser; the dev
     /// server's own error lines while the page loads.
     async fn page_checks(&self) -> Result<Vec<CheckItem>, SandboxError> {
         let rt = self.lease.runtime();
-        let skipped = |name: &str, note: &str| CheckItem {
-            name: name.into(),
-            status: CheckStatus::Skipped,
-            problems: Vec::new(),
-            note: Some(note.into()),
-            ms: 0,
-        };
+        let skipped = check::skipped;
         if !rt.dev_enabled || rt.netns().is_none() {
             return Ok(vec![
                 skipped("dev server", "this sandbox runs no dev server"),
@@ -170,33 +132,21 @@ impl LocalSandbox {
                 PreviewState::Ready => break,
                 PreviewState::Failed(why) => {
                     return Ok(vec![
-                        CheckItem {
-                            name: "dev server".into(),
-                            status: CheckStatus::Failed,
-                            problems: vec![Problem {
-                                file: None,
-                                line: None,
-                                message: format!("the dev server does not run: {why}"),
-                            }],
-                            note: None,
-                            ms: t0.elapsed().as_millis() as u64,
-                        },
+                        check::failed(
+                            "dev server",
+                            &format!("the dev server does not run: {why}"),
+                            t0.elapsed().as_millis() as u64,
+                        ),
                         skipped("page load", "the dev server does not run"),
                     ]);
                 }
                 _ if t0.elapsed() > Duration::from_secs(90) => {
                     return Ok(vec![
-                        CheckItem {
-                            name: "dev server".into(),
-                            status: CheckStatus::Failed,
-                            problems: vec![Problem {
-                                file: None,
-                                line: None,
-                                message: "the dev server did not answer within 90 s".into(),
-                            }],
-                            note: None,
-                            ms: t0.elapsed().as_millis() as u64,
-                        },
+                        check::failed(
+                            "dev server",
+                            "the dev server did not answer within 90 s",
+                            t0.elapsed().as_millis() as u64,
+                        ),
                         skipped("page load", "the dev server does not answer"),
                     ]);
                 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use codeflux_protocol::Template;
+use codeflux_protocol::{CheckStatus, Template};
 use codeflux_sandbox::e2b::E2bConfig;
 use codeflux_sandbox::e2b::api::Api;
 use codeflux_sandbox::e2b::envd::Envd;
@@ -373,6 +373,29 @@ async fn a_project_runs_on_e2b_through_the_same_provider() {
             .join("node_modules/x/i.js")
             .exists()
     );
+
+    // The check: the project's type check inside the sandbox, the dev server's answer.
+    sb.write_file(
+        "package.json",
+        r#"{"scripts": {"typecheck": "echo 'src/App.tsx(2,9): error TS2322: Type number is not assignable to type string.'; exit 2"}}"#,
+    )
+    .await
+    .unwrap();
+    let report = sb.check().await.unwrap().unwrap();
+    let names: Vec<&str> = report.items.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["type check", "dev server", "page load"]);
+    assert_eq!(report.items[0].status, CheckStatus::Failed);
+    assert_eq!(
+        report.items[0].problems[0].file.as_deref(),
+        Some("src/App.tsx")
+    );
+    assert_eq!(report.items[0].problems[0].line, Some(2));
+    assert_eq!(report.items[1].status, CheckStatus::Passed, "{report:?}");
+    assert_eq!(report.items[2].status, CheckStatus::Skipped);
+    sb.write_file("package.json", r#"{"scripts": {"typecheck": "true"}}"#)
+        .await
+        .unwrap();
+    assert!(sb.check().await.unwrap().unwrap().passed());
 
     // The dev server dies: it is started again with the template's start command.
     sb.run(
