@@ -373,6 +373,26 @@ pub async fn run_lease(db: &Db, run_id: Uuid) -> Result<Option<(Option<Uuid>, i6
         .transpose()
 }
 
+/// Inside `txn`, a write first: it takes the run's row lock (PostgreSQL) or the write lock
+/// (SQLite) and tells whether the lease is still `fence`'s (`Fenced` otherwise).
+async fn hold_fence(
+    db: &Db,
+    txn: &sea_orm::DatabaseTransaction,
+    fence: Fence,
+) -> Result<(), DbError> {
+    let held = txn
+        .execute_raw(stmt(
+            db,
+            "UPDATE runs SET lease_gen = lease_gen WHERE id = $1 AND lease_gen = $2 AND status = 'running'",
+            vec![fence.run_id.into(), fence.generation.into()],
+        ))
+        .await?;
+    if held.rows_affected() != 1 {
+        return Err(DbError::Fenced);
+    }
+    Ok(())
+}
+
 /// What a run stored to be resumed from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -384,18 +404,7 @@ pub struct Checkpoint {
 /// Stores the run's checkpoint (replacing the previous one) if the lease is still `fence`'s.
 pub async fn save_checkpoint(db: &Db, fence: Fence, cp: &Checkpoint) -> Result<(), DbError> {
     let txn = db.begin().await?;
-    // A write first: it takes the run's row lock (PostgreSQL) or the write lock (SQLite) and
-    // tells whether the lease is still ours.
-    let held = txn
-        .execute_raw(stmt(
-            db,
-            "UPDATE runs SET lease_gen = lease_gen WHERE id = $1 AND lease_gen = $2 AND status = 'running'",
-            vec![fence.run_id.into(), fence.generation.into()],
-        ))
-        .await?;
-    if held.rows_affected() != 1 {
-        return Err(DbError::Fenced);
-    }
+    hold_fence(db, &txn, fence).await?;
     txn.execute_raw(stmt(
         db,
         "DELETE FROM run_checkpoints WHERE run_id = $1",
@@ -429,16 +438,7 @@ pub async fn save_checkpoint_state(
     state: &serde_json::Value,
 ) -> Result<bool, DbError> {
     let txn = db.begin().await?;
-    let held = txn
-        .execute_raw(stmt(
-            db,
-            "UPDATE runs SET lease_gen = lease_gen WHERE id = $1 AND lease_gen = $2 AND status = 'running'",
-            vec![fence.run_id.into(), fence.generation.into()],
-        ))
-        .await?;
-    if held.rows_affected() != 1 {
-        return Err(DbError::Fenced);
-    }
+    hold_fence(db, &txn, fence).await?;
     let done = txn
         .execute_raw(stmt(
             db,

@@ -17,17 +17,15 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
+
+use crate::loopback::{Body, json_response, serve};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-
-type Body = BoxBody<Bytes, Infallible>;
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -119,20 +117,7 @@ impl E2bDouble {
         }));
         let api_key = "e2b_0123456789abcdef".to_owned();
         let (st, key) = (state.clone(), api_key.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (st, key) = (st.clone(), key.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(req, st.clone(), key.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let task = serve(listener, move |req| handle(req, st.clone(), key.clone()));
         Ok(E2bDouble {
             base_url: format!("http://{addr}"),
             api_key,
@@ -169,17 +154,6 @@ impl E2bDouble {
     pub fn log(&self) -> Vec<(String, String)> {
         self.state.lock().map(|s| s.log.clone()).unwrap_or_default()
     }
-}
-
-fn json_response(status: u16, v: &Value) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
-    *res.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    res.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    res
 }
 
 fn error(status: u16, message: &str) -> Response<Body> {

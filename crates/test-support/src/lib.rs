@@ -2,6 +2,7 @@
 //! database on the local server) and the real server binary on a free port.
 
 pub mod e2b_double;
+mod loopback;
 pub mod scripted_llm;
 
 use std::io::{BufRead, BufReader};

@@ -11,12 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+
+use crate::loopback::{Body, json_response, serve};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
@@ -159,21 +158,7 @@ impl ScriptedLlm {
         let arrived = Arc::new(Notify::new());
         let st = state.clone();
         let arr = arrived.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                let arr = arr.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(req, st.clone(), arr.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let task = serve(listener, move |req| handle(req, st.clone(), arr.clone()));
         Ok(ScriptedLlm {
             base_url: format!("http://{addr}/v1"),
             state,
@@ -253,8 +238,6 @@ impl ScriptedLlm {
         }
     }
 }
-
-type Body = BoxBody<Bytes, Infallible>;
 
 async fn handle(
     req: Request<Incoming>,
@@ -415,17 +398,6 @@ fn default_aux(body: &Value) -> Turn {
     } else {
         Turn::text("Your app is ready to try.")
     }
-}
-
-fn json_response(status: u16, v: &Value) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
-    *res.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    res.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    res
 }
 
 fn chunk(delta: Value, finish: Option<&str>) -> String {
