@@ -4,7 +4,7 @@
 set -u
 cd /home/user
 
-NEXT_TELEMETRY_DISABLED=1 npx next dev --turbopack >/tmp/next-dev.log 2>&1 &
+NEXT_TELEMETRY_DISABLED=1 npx next dev --turbopack -p 3000 >/tmp/next-dev.log 2>&1 &
 server=$!
 
 until [ "$(curl -s -o /dev/null -w '%{http_code}' http://localhost:3000/)" = "200" ]; do

@@ -18,5 +18,5 @@ COPY index.html vite.config.ts tsconfig.json tsconfig.app.json tsconfig.node.jso
 COPY public ./public
 COPY src ./src
 
-# Previews reach the dev server as https://5173-<sandbox>.e2b.app (Vite refuses other hosts).
-ENV __VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS=.e2b.app
+# CodeFlux creates sandboxes with maskRequestHost "localhost:${PORT}": the dev server sees
+# localhost as the Host, which Vite allows.

@@ -33,6 +33,12 @@ struct Sandbox {
     template: String,
     /// The loopback port standing for every port of the sandbox but envd's.
     port: u16,
+    /// When E2B ends it (its time to live).
+    end: std::time::Instant,
+    /// The create request's body.
+    created_with: Value,
+    /// Needed on requests to its ports when they are not public.
+    traffic_token: Option<String>,
 }
 
 /// What a template of the double holds.
@@ -63,11 +69,13 @@ pub struct E2bDouble {
     pub api_key: String,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
+    reaper: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for E2bDouble {
     fn drop(&mut self) {
         self.task.abort();
+        self.reaper.abort();
         if let Ok(mut s) = self.state.lock() {
             let ids: Vec<String> = s.sandboxes.keys().cloned().collect();
             for id in ids {
@@ -118,11 +126,31 @@ impl E2bDouble {
         let api_key = "e2b_0123456789abcdef".to_owned();
         let (st, key) = (state.clone(), api_key.clone());
         let task = serve(listener, move |req| handle(req, st.clone(), key.clone()));
+        // E2B ends a sandbox when its time to live runs out.
+        let st = state.clone();
+        let reaper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                if let Ok(mut s) = st.lock() {
+                    let now = std::time::Instant::now();
+                    let ended: Vec<String> = s
+                        .sandboxes
+                        .iter()
+                        .filter(|(_, b)| b.end <= now)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in ended {
+                        kill_sandbox(&mut s, &id);
+                    }
+                }
+            }
+        });
         Ok(E2bDouble {
             base_url: format!("http://{addr}"),
             api_key,
             state,
             task,
+            reaper,
         })
     }
 
@@ -148,6 +176,30 @@ impl E2bDouble {
             .lock()
             .ok()
             .and_then(|s| s.sandboxes.get(id).map(|b| b.template.clone()))
+    }
+
+    /// How long the sandbox has left to live.
+    pub fn ttl_left(&self, id: &str) -> Option<std::time::Duration> {
+        self.state.lock().ok().and_then(|s| {
+            s.sandboxes
+                .get(id)
+                .map(|b| b.end.saturating_duration_since(std::time::Instant::now()))
+        })
+    }
+
+    /// The body the sandbox was created with.
+    pub fn created_with(&self, id: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.sandboxes.get(id).map(|b| b.created_with.clone()))
+    }
+
+    /// Ends a sandbox as E2B would on its own (its time ran out, or someone killed it).
+    pub fn end(&self, id: &str) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|mut s| kill_sandbox(&mut s, id))
     }
 
     /// (method, path) of every request so far.
@@ -271,6 +323,9 @@ async fn handle(
                 s.next += 1;
                 let id = format!("i{:08x}", s.next);
                 let token = format!("tok-{id}");
+                // The API's default time to live is 15 s.
+                let ttl = v["timeout"].as_u64().unwrap_or(15);
+                let private = v["network"]["allowPublicTraffic"] == json!(false);
                 s.sandboxes.insert(
                     id.clone(),
                     Sandbox {
@@ -278,10 +333,17 @@ async fn handle(
                         token: token.clone(),
                         template,
                         port,
+                        end: std::time::Instant::now() + std::time::Duration::from_secs(ttl),
+                        created_with: v.clone(),
+                        traffic_token: private.then(|| format!("traffic-{id}")),
                     },
                 );
                 (id, token)
             };
+            let traffic = state
+                .lock()
+                .ok()
+                .and_then(|s| s.sandboxes.get(&id).and_then(|b| b.traffic_token.clone()));
             if let Some(cmd) = &tpl.start_cmd {
                 let spawned = tokio::process::Command::new("sh")
                     .args(["-c", cmd])
@@ -312,11 +374,31 @@ async fn handle(
             json_response(
                 201,
                 &json!({"templateID": "tpl", "sandboxID": id, "clientID": "c", "envdVersion": "0.6.4",
-                        "envdAccessToken": token, "domain": null}),
+                        "envdAccessToken": token, "domain": null, "trafficAccessToken": traffic}),
             )
         }
         ("POST", ["sandboxes", id, "timeout"]) => {
-            let known = state.lock().is_ok_and(|s| s.sandboxes.contains_key(*id));
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let secs = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["timeout"].as_u64());
+            let Some(secs) = secs else {
+                return Ok(error(400, "timeout is required"));
+            };
+            let known = state
+                .lock()
+                .is_ok_and(|mut s| match s.sandboxes.get_mut(*id) {
+                    Some(b) => {
+                        b.end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+                        true
+                    }
+                    None => false,
+                });
             if known {
                 json_response(204, &Value::Null)
             } else {
@@ -352,6 +434,11 @@ async fn envd(
         *res.status_mut() = hyper::StatusCode::BAD_GATEWAY;
         return res;
     };
+    if (method, path) == ("GET", "/health") {
+        let mut res = Response::new(Full::new(Bytes::new()).boxed());
+        *res.status_mut() = hyper::StatusCode::NO_CONTENT;
+        return res;
+    }
     if header(&req, "x-access-token") != token {
         return error(
             401,
@@ -590,10 +677,37 @@ async fn to_port(
     state: Arc<Mutex<State>>,
     sandbox: &str,
 ) -> Response<Body> {
-    let port = state
-        .lock()
-        .ok()
-        .and_then(|s| s.sandboxes.get(sandbox).map(|b| b.port));
+    let found = state.lock().ok().and_then(|s| {
+        s.sandboxes.get(sandbox).map(|b| {
+            (
+                b.port,
+                b.traffic_token.clone(),
+                b.created_with["network"]["maskRequestHost"]
+                    .as_str()
+                    .map(str::to_owned),
+            )
+        })
+    });
+    let mut req = req;
+    let port = match found {
+        Some((_, Some(t), _)) if header(&req, "e2b-traffic-access-token") != t => {
+            return error(
+                403,
+                "the sandbox's ports are private: send its traffic token",
+            );
+        }
+        Some((port, _, mask)) => {
+            let asked = header(&req, "e2b-sandbox-port");
+            if let Some(h) = mask
+                .map(|m| m.replace("${PORT}", &asked))
+                .and_then(|m| hyper::header::HeaderValue::from_str(&m).ok())
+            {
+                req.headers_mut().insert(hyper::header::HOST, h);
+            }
+            Some(port)
+        }
+        None => None,
+    };
     let bad_gateway = |msg: &str| {
         let mut res = Response::new(Full::new(Bytes::from(msg.to_owned())).boxed());
         *res.status_mut() = hyper::StatusCode::BAD_GATEWAY;

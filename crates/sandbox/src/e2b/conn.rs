@@ -28,10 +28,18 @@ pub(super) struct PortAddr {
     pub tls: bool,
     pub sandbox_id: String,
     pub port: u16,
+    /// E2B's `e2b-traffic-access-token` (the sandbox's ports are not public).
+    traffic_token: Option<String>,
 }
 
 impl PortAddr {
-    pub fn new(cfg: &E2bConfig, domain: &str, sandbox_id: &str, port: u16) -> Result<Self, String> {
+    pub fn new(
+        cfg: &E2bConfig,
+        domain: &str,
+        sandbox_id: &str,
+        port: u16,
+        traffic_token: Option<String>,
+    ) -> Result<Self, String> {
         let mut addr = match &cfg.sandbox_url {
             Some(raw) => {
                 let (connect_host, connect_port, tls) = url_parts(raw)?;
@@ -42,6 +50,7 @@ impl PortAddr {
                     tls,
                     sandbox_id: sandbox_id.to_owned(),
                     port,
+                    traffic_token: traffic_token.clone(),
                 }
             }
             None => Self {
@@ -51,6 +60,7 @@ impl PortAddr {
                 tls: true,
                 sandbox_id: sandbox_id.to_owned(),
                 port,
+                traffic_token,
             },
         };
         addr.host = addr.authority();
@@ -80,10 +90,14 @@ impl PortAddr {
 
     /// The headers E2B's edge routes by.
     pub fn routing_headers(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut h = vec![
             ("e2b-sandbox-id", self.sandbox_id.clone()),
             ("e2b-sandbox-port", self.port.to_string()),
-        ]
+        ];
+        if let Some(t) = &self.traffic_token {
+            h.push(("e2b-traffic-access-token", t.clone()));
+        }
+        h
     }
 
     /// An HTTP/1.1 connection to the port, for the preview proxy.
@@ -206,11 +220,11 @@ mod tests {
         assert!(url_parts("http://e2b.example.com").is_err());
         assert!(url_parts("ftp://x").is_err());
         let mut cfg = E2bConfig::new("k", "e2b.app", "http://{id}.preview.localhost:3000/");
-        let a = PortAddr::new(&cfg, "e2b.app", "i1", 5173).unwrap();
+        let a = PortAddr::new(&cfg, "e2b.app", "i1", 5173, None).unwrap();
         assert_eq!(a.host, "5173-i1.e2b.app");
         assert_eq!(a.base_url(), "https://5173-i1.e2b.app");
         cfg.sandbox_url = Some("http://127.0.0.1:9000".into());
-        let a = PortAddr::new(&cfg, "e2b.app", "i1", 5173).unwrap();
+        let a = PortAddr::new(&cfg, "e2b.app", "i1", 5173, None).unwrap();
         assert_eq!(a.host, "127.0.0.1:9000");
         assert_eq!(a.base_url(), "http://127.0.0.1:9000");
         assert_eq!(
@@ -219,6 +233,11 @@ mod tests {
                 ("e2b-sandbox-id", "i1".to_owned()),
                 ("e2b-sandbox-port", "5173".to_owned())
             ]
+        );
+        let a = PortAddr::new(&cfg, "e2b.app", "i1", 5173, Some("t".into())).unwrap();
+        assert!(
+            a.routing_headers()
+                .contains(&("e2b-traffic-access-token", "t".to_owned()))
         );
     }
 }

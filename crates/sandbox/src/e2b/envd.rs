@@ -9,11 +9,14 @@ use base64::Engine as _;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::body::{ERROR_BYTES, limited_text};
 use super::connect::{Frame, Frames, envelope};
 use crate::output::CappedOutput;
 
 /// envd's port inside every sandbox.
 pub const ENVD_PORT: u16 = 49983;
+/// How long a file transfer or a unary call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A failure talking to envd.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,6 +76,7 @@ impl Envd {
             .request(reqwest::Method::POST, &files_path(path))
             .header("Content-Type", "application/octet-stream")
             .body(content.to_vec())
+            .timeout(CALL_TIMEOUT)
             .send()
             .await
             .map_err(|e| net("writing a file", e))?;
@@ -81,7 +85,7 @@ impl Envd {
             s => Err(refused(
                 "writing a file",
                 s,
-                &res.text().await.unwrap_or_default(),
+                &limited_text(res, ERROR_BYTES).await,
             )),
         }
     }
@@ -91,6 +95,7 @@ impl Envd {
     pub async fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, EnvdError> {
         let mut res = self
             .request(reqwest::Method::GET, &files_path(path))
+            .timeout(CALL_TIMEOUT)
             .send()
             .await
             .map_err(|e| net("reading a file", e))?;
@@ -101,7 +106,7 @@ impl Envd {
                 return Err(refused(
                     "reading a file",
                     s,
-                    &res.text().await.unwrap_or_default(),
+                    &limited_text(res, ERROR_BYTES).await,
                 ));
             }
         }
@@ -139,7 +144,7 @@ impl Envd {
             "process": {"cmd": "/bin/sh", "args": ["-c", command], "cwd": cwd, "envs": {}},
             "stdin": false,
         }));
-        let mut res = self
+        let res = self
             .request(reqwest::Method::POST, "/process.Process/Start")
             .header("Content-Type", "application/connect+json")
             .header("Connect-Protocol-Version", "1")
@@ -147,15 +152,22 @@ impl Envd {
             // envd kills the process when this passes.
             .header("Connect-Timeout-Ms", timeout.as_millis().to_string())
             .body(body)
-            .send()
+            .send();
+        // The answer's head must come soon; the stream then lasts as long as the command.
+        let mut res = tokio::time::timeout(CALL_TIMEOUT, res)
             .await
+            .map_err(|_| EnvdError {
+                what: "starting a command",
+                status: None,
+                message: "the sandbox did not answer in time".into(),
+            })?
             .map_err(|e| net("starting a command", e))?;
         let status = res.status().as_u16();
         if status != 200 {
             return Err(refused(
                 "starting a command",
                 status,
-                &res.text().await.unwrap_or_default(),
+                &limited_text(res, ERROR_BYTES).await,
             ));
         }
         let mut frames = Frames::default();
@@ -235,6 +247,23 @@ impl Envd {
         }
     }
 
+    /// Whether the sandbox runs: Some(true) when envd answers its health check, Some(false)
+    /// when E2B's edge says the sandbox is not running (502), None when that cannot be told
+    /// now (a network failure).
+    pub async fn health(&self) -> Option<bool> {
+        let res = self
+            .request(reqwest::Method::GET, "/health")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        match res.status().as_u16() {
+            200 | 204 => Some(true),
+            502 => Some(false),
+            _ => None,
+        }
+    }
+
     /// Kills a process (best effort: it may be gone).
     pub async fn kill(&self, pid: u64) {
         let res = self
@@ -242,6 +271,7 @@ impl Envd {
             .header("Content-Type", "application/json")
             .header("Connect-Protocol-Version", "1")
             .body(json!({"process": {"pid": pid}, "signal": "SIGNAL_SIGKILL"}).to_string())
+            .timeout(Duration::from_secs(15))
             .send()
             .await;
         if let Err(e) = res {

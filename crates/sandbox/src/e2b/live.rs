@@ -58,6 +58,20 @@ struct State {
     own_turn: bool,
 }
 
+/// See [`Live::hold`].
+pub(super) struct Hold {
+    _count: Arc<()>,
+    live: std::sync::Weak<Live>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(live) = self.live.upgrade() {
+            live.touch();
+        }
+    }
+}
+
 pub(super) struct Live {
     pub project: Uuid,
     pub template: Template,
@@ -118,10 +132,15 @@ impl Live {
         self.with(|s| s.last_used = Instant::now());
     }
 
-    /// A token that keeps the sandbox counted as in use while it lives.
-    pub fn hold(&self) -> Arc<()> {
+    /// A token that keeps the sandbox counted as in use while it lives; letting it go counts
+    /// as a use (a preview connection open for an hour is not "idle for an hour" when it
+    /// closes).
+    pub fn hold(self: &Arc<Self>) -> Hold {
         self.touch();
-        self.holds.clone()
+        Hold {
+            _count: self.holds.clone(),
+            live: Arc::downgrade(self),
+        }
     }
 
     pub fn in_use(&self) -> bool {
@@ -189,11 +208,13 @@ impl Live {
         req.send().await
     }
 
-    /// Whether the dev server answers through E2B's edge (502 there: nothing listens).
-    pub async fn probe(&self, http: &reqwest::Client) -> bool {
-        match self.get_page(http, Duration::from_secs(5)).await {
-            Ok(res) => res.status().as_u16() != 502,
-            Err(_) => false,
+    /// Whether the dev server answers through E2B's edge: Some(false) only when the edge says
+    /// nothing listens (502); None when it cannot be told now (a slow compile, a network
+    /// failure), which changes nothing.
+    pub async fn probe(&self, http: &reqwest::Client) -> Option<bool> {
+        match self.get_page(http, Duration::from_secs(20)).await {
+            Ok(res) => Some(res.status().as_u16() != 502),
+            Err(_) => None,
         }
     }
 
@@ -287,6 +308,13 @@ impl Live {
 
     /// Runs the template's start command in the background, its output into the log.
     fn start_dev(self: &Arc<Self>) {
+        // Starting before the task exists: a task that ends at once leaves its Exited.
+        self.with(|s| {
+            s.log
+                .note(&format!("$ {} (starting the dev server)", self.start_cmd));
+            s.dev = Dev::Starting;
+            s.own_turn = true;
+        });
         let me = self.clone();
         let (tx, mut rx) = mpsc::channel::<String>(64);
         let task = tokio::spawn(async move {
@@ -332,10 +360,6 @@ impl Live {
             });
         });
         self.with(|s| {
-            s.log
-                .note(&format!("$ {} (starting the dev server)", self.start_cmd));
-            s.dev = Dev::Starting;
-            s.own_turn = true;
             if let Some(old) = s.dev_task.replace(task) {
                 old.abort();
             }

@@ -17,6 +17,7 @@
 //! variables from us, and the API key stays in the server.
 
 pub mod api;
+mod body;
 mod conn;
 pub mod connect;
 pub mod envd;
@@ -42,7 +43,7 @@ pub struct E2bTemplate {
 }
 
 /// The E2B backend's settings (read once, from the environment, by the server).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct E2bConfig {
     /// `https://api.<domain>` (E2B_API_URL).
     pub api_url: String,
@@ -62,6 +63,22 @@ pub struct E2bConfig {
     pub idle: Duration,
     /// Live sandboxes at most (E2B's plan limits concurrent sandboxes).
     pub max_sandboxes: usize,
+}
+
+impl std::fmt::Debug for E2bConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2bConfig")
+            .field("api_url", &self.api_url)
+            .field("api_key", &"<redacted>")
+            .field("domain", &self.domain)
+            .field("sandbox_url", &self.sandbox_url)
+            .field("nextjs", &self.nextjs)
+            .field("vite_react", &self.vite_react)
+            .field("preview_url", &self.preview_url)
+            .field("idle", &self.idle)
+            .field("max_sandboxes", &self.max_sandboxes)
+            .finish()
+    }
 }
 
 impl E2bConfig {

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::envd::{EnvdError, shell_quote};
-use super::live::Live;
+use super::live::{Hold, Live};
 use crate::workspace::{FileError, MAX_FILE_BYTES, MAX_SNAPSHOT_BYTES, SKIP_DIRS, clean_path};
 use crate::{CommandResult, RunOptions, Sandbox, SandboxError, check};
 use codeflux_protocol::CheckReport;
@@ -32,7 +32,7 @@ pub(super) struct E2bSandbox {
     pub live: Arc<Live>,
     pub preview_url: String,
     http: reqwest::Client,
-    _hold: Arc<()>,
+    _hold: Hold,
 }
 
 impl E2bSandbox {

@@ -260,6 +260,33 @@ async fn a_project_runs_on_e2b_through_the_same_provider() {
         double.template(&sid).as_deref(),
         Some("codeflux-vite-react")
     );
+    // Created private (ports only with the traffic token, the Host masked for the dev
+    // server), private ranges denied, E2B's time to live past our idle limit, and nothing of
+    // ours in its environment.
+    let body = double.created_with(&sid).unwrap();
+    assert_eq!(body["network"]["allowPublicTraffic"], false, "{body}");
+    assert_eq!(body["network"]["maskRequestHost"], "localhost:${PORT}");
+    assert!(
+        body["network"]["denyOut"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("169.254.0.0/16"))
+    );
+    assert!(body.get("envVars").is_none(), "{body}");
+    assert_eq!(body["timeout"], 720);
+    assert!(double.ttl_left(&sid).unwrap() > Duration::from_secs(700));
+    let anon = reqwest::Client::new()
+        .get(format!("{}/", double.base_url))
+        .header("e2b-sandbox-id", &sid)
+        .header("e2b-sandbox-port", "5173")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anon.status().as_u16(),
+        403,
+        "a port without the traffic token"
+    );
     let files = sb.list_files().await.unwrap();
     assert!(
         files.contains(&"src/App.tsx".to_owned()) && files.contains(&"package.json".to_owned()),
@@ -480,6 +507,41 @@ async fn an_idle_e2b_sandbox_is_killed_and_revived_from_records() {
         .unwrap();
     wait_state(&p, id, |s| *s == PreviewState::Ready).await;
     assert!(preview_get(&p, id, "/").await.contains("FROM-RECORDS"));
+
+    // E2B ends it by itself (its time ran out, or it was killed elsewhere): noticed, and the
+    // next preview starts a new one from the records.
+    let sid = double.sandboxes().pop().unwrap();
+    assert!(double.end(&sid));
+    wait_state(&p, id, |s| *s == PreviewState::Stopped).await;
+    assert_eq!(p.live_sandboxes(), 0);
+    p.start_preview(id, Template::ViteReact, Some(&files))
+        .await
+        .unwrap();
+    wait_state(&p, id, |s| *s == PreviewState::Ready).await;
+    assert!(preview_get(&p, id, "/").await.contains("FROM-RECORDS"));
+    assert_ne!(double.sandboxes().pop().unwrap(), sid);
+    p.stop_all().await;
+    assert!(double.sandboxes().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_creates_never_pass_the_cap() {
+    let double = double_with_vite().await;
+    let p = provider_on(&double, 2, Duration::from_secs(600)).await;
+    let opens = (0..5).map(|_| {
+        let p = p.clone();
+        tokio::spawn(async move { p.open(Uuid::new_v4(), Template::ViteReact, None).await })
+    });
+    let results = futures_util::future::join_all(opens).await;
+    let (ok, busy): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .map(|r| r.unwrap())
+        .partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 2);
+    assert!(busy.iter().all(|r| matches!(r, Err(SandboxError::Busy(_)))));
+    assert_eq!(double.sandboxes().len(), 2);
+    assert_eq!(p.live_sandboxes(), 2);
+    drop(ok);
     p.stop_all().await;
     assert!(double.sandboxes().is_empty());
 }
