@@ -24,7 +24,7 @@ pub(crate) async fn verify(
 ) -> Verdict {
     sink.emit(RunEvent::Notice {
         message: if round == 0 {
-            "Checking the app: type check, dev server and a page load in a headless browser…".into()
+            format!("Checking the app: {}…", sandbox.check_plan())
         } else {
             format!("Checking the app again after fix round {round}…")
         },

@@ -84,6 +84,11 @@ pub trait Sandbox: Send + Sync {
     async fn check(&self) -> Result<Option<codeflux_protocol::CheckReport>, SandboxError> {
         Ok(None)
     }
+
+    /// What [`Sandbox::check`] looks at, for people ("type check, dev server and ...").
+    fn check_plan(&self) -> &'static str {
+        "type check, dev server and a page load in a headless browser"
+    }
 }
 
 /// Where a project's live preview stands.

@@ -297,6 +297,10 @@ impl Sandbox for E2bSandbox {
         self.preview_url.clone()
     }
 
+    fn check_plan(&self) -> &'static str {
+        "type check and the dev server's answer"
+    }
+
     /// The type check and the dev server's answer, inside the E2B sandbox. The page load in a
     /// headless browser is the local backend's (E2B's templates carry no Chromium).
     async fn check(&self) -> Result<Option<CheckReport>, SandboxError> {
