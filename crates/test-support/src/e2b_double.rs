@@ -4,7 +4,7 @@
 //! routed by the `E2b-Sandbox-Id` and `E2b-Sandbox-Port` headers like E2B's shared sandbox
 //! host: port 49983 is envd, any other port of a sandbox is proxied to the one loopback port
 //! the double gave that sandbox (exported to its processes as PORT), answering 502 while
-//! nothing listens there, as E2B's edge does. A "sandbox" is a directory standing for
+//! nothing listens there, as E2B's edge does (websocket upgrades included). A "sandbox" is a directory standing for
 //! `/home/user`, seeded with a template's files; a template may name a start command that runs
 //! when a sandbox is created (E2B resumes a snapshot of the template with its start command
 //! running). Commands run there with `sh -c` (this double stands in for E2B's machines; it
@@ -723,8 +723,29 @@ async fn to_port(
     else {
         return bad_gateway("the port closed the connection");
     };
-    tokio::spawn(conn);
+    tokio::spawn(conn.with_upgrades());
+    // A websocket (HMR): the two upgraded connections are joined once the port says 101.
+    let client_upgrade = req
+        .headers()
+        .contains_key(hyper::header::UPGRADE)
+        .then(|| hyper::upgrade::on(&mut req));
     match sender.send_request(req).await {
+        Ok(mut res) if res.status() == hyper::StatusCode::SWITCHING_PROTOCOLS => {
+            let upstream = hyper::upgrade::on(&mut res);
+            if let Some(client) = client_upgrade {
+                tokio::spawn(async move {
+                    if let (Ok(c), Ok(u)) = tokio::join!(client, upstream) {
+                        let _ = tokio::io::copy_bidirectional(
+                            &mut TokioIo::new(c),
+                            &mut TokioIo::new(u),
+                        )
+                        .await;
+                    }
+                });
+            }
+            let (parts, _) = res.into_parts();
+            Response::from_parts(parts, Full::new(Bytes::new()).boxed())
+        }
         Ok(res) => {
             let (parts, body) = res.into_parts();
             match body.collect().await {

@@ -1,7 +1,7 @@
 //! CODEFLUX_SANDBOX=e2b through the real server, against the loopback double of E2B: a run's
 //! files and commands land in the project's E2B sandbox, the preview is served through the
-//! app's port from E2B's edge, a stop kills the sandbox on E2B and the preview comes back from
-//! the server's records in a new one.
+//! app's port from E2B's edge (the HMR websocket too), a stop kills the sandbox on E2B and the
+//! preview comes back from the server's records in a new one.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,26 @@ use serde_json::json;
 use crate::sandbox::{preview_get, wait_preview};
 use crate::support::{call, root, sse_until_end};
 
-const SERVE: &str = "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1";
+/// The template's dev server in the double: serves the sandbox's files on $PORT and answers a
+/// websocket upgrade (as Vite's HMR does) with 101, then a line naming the Host it saw.
+const SERVE: &str = r#"cat > /tmp/cf-dev-$PORT.py <<'EOF'
+import http.server, os
+class H(http.server.SimpleHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        if self.headers.get('Upgrade', '').lower() == 'websocket':
+            self.send_response(101)
+            self.send_header('Upgrade', 'websocket')
+            self.send_header('Connection', 'Upgrade')
+            self.end_headers()
+            self.wfile.write(('WS-HELLO host=' + self.headers.get('Host', '') + '\n').encode())
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        return super().do_GET()
+http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+EOF
+exec python3 /tmp/cf-dev-$PORT.py"#;
 
 fn start_on_e2b(
     data: &std::path::Path,
@@ -102,6 +121,11 @@ async fn a_project_runs_and_previews_on_e2b() {
 
     // The preview through the app's port, from the sandbox's dev server on E2B.
     wait_preview(&srv.base_url, &pid, "/src/App.tsx", "E2B-MARKER").await;
+    // A websocket (HMR) through the app's port and E2B's edge: the upgrade is joined end to
+    // end, and the dev server saw the Host E2B masks for it.
+    let hello = ws_hello(&srv.base_url, &pid).await;
+    assert!(hello.starts_with("HTTP/1.1 101"), "{hello}");
+    assert!(hello.contains("WS-HELLO host=localhost:5173"), "{hello}");
 
     // The server stops: its sandboxes are killed on E2B. Started again, the preview comes
     // back from the stored version in a new sandbox.
@@ -133,6 +157,30 @@ async fn a_project_runs_and_previews_on_e2b() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Opens a websocket to the project's preview through the app's port; what came back in 15 s.
+async fn ws_hello(base: &str, pid: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let port = base.rsplit(':').next().unwrap_or_default();
+    let mut ws = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /?token=t HTTP/1.1\r\nHost: {pid}.preview.localhost:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    ws.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&got).contains("WS-HELLO")
+        && t0.elapsed() < Duration::from_secs(15)
+    {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(15), ws.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test]
