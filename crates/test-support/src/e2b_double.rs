@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 
-use crate::loopback::{Body, json_response, serve};
+use crate::loopback::{Body, body_bytes, json_response, serve};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -286,12 +286,7 @@ async fn handle(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     Ok(match (method.as_str(), parts.as_slice()) {
         ("POST", ["sandboxes"]) => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(req).await;
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let template = v["templateID"].as_str().unwrap_or_default().to_owned();
             let known = state.lock().ok().and_then(|s| {
@@ -378,12 +373,7 @@ async fn handle(
             )
         }
         ("POST", ["sandboxes", id, "timeout"]) => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(req).await;
             let secs = serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| v["timeout"].as_u64());
@@ -462,12 +452,7 @@ async fn envd(
             let Some(p) = query(&req, "path").and_then(|p| inside(&dir, &p)) else {
                 return error(400, "invalid path");
             };
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(req).await;
             if let Some(parent) = p.parent() {
                 let _ = tokio::fs::create_dir_all(parent).await;
             }
@@ -488,12 +473,7 @@ async fn envd(
             start(req, state, dir, sandbox.to_owned(), port).await
         }
         ("POST", "/process.Process/SendSignal") => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(req).await;
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let pid = v["process"]["pid"].as_u64().unwrap_or(0);
             let os = state.lock().ok().and_then(|s| {
@@ -533,12 +513,7 @@ async fn start(
     sandbox_id: String,
     port: u16,
 ) -> Response<Body> {
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_bytes(req).await;
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
     let msg: Value = if body.len() >= 5 {
         serde_json::from_slice(&body[5..]).unwrap_or(Value::Null)

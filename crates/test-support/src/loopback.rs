@@ -51,3 +51,13 @@ pub(crate) fn json_response(status: u16, v: &serde_json::Value) -> Response<Body
     );
     res
 }
+
+/// A request's whole body (empty when it cannot be read: the double then answers as for an
+/// empty request).
+pub(crate) async fn body_bytes(req: Request<Incoming>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}

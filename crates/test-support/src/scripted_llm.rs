@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 
-use crate::loopback::{Body, json_response, serve};
+use crate::loopback::{Body, body_bytes, json_response, serve};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
@@ -255,12 +255,7 @@ async fn handle(
             )
         })
         .collect();
-    let bytes = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let bytes = body_bytes(req).await;
     if path.ends_with("/models") {
         let models = state
             .lock()

@@ -60,6 +60,13 @@ async fn in_frame(c: &Client, script: &str) -> Value {
 }
 
 async fn tab(c: &Client, name: &str) {
+    // The page may still be rendering after a navigation: the tab is there first.
+    wait_js(
+        c,
+        &format!("return [...document.querySelectorAll('nav[aria-label=Panes] button')].some(b => b.innerText.trim() === '{name}')"),
+        "the pane tab",
+    )
+    .await;
     js(c, &format!("[...document.querySelectorAll('nav[aria-label=Panes] button')].find(b => b.innerText.trim() === '{name}').click(); return true")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 }

@@ -10,7 +10,7 @@ use codeflux_test_support::scripted_llm::{ScriptedLlm, Turn};
 use codeflux_test_support::{ServerOptions, ServerProcess};
 use serde_json::json;
 
-use crate::sandbox::{preview_get, wait_preview};
+use crate::sandbox::{preview_get, wait_preview, websocket_until};
 use crate::support::{call, root, sse_until_end};
 
 /// The template's dev server in the double: serves the sandbox's files on $PORT and answers a
@@ -123,7 +123,7 @@ async fn a_project_runs_and_previews_on_e2b() {
     wait_preview(&srv.base_url, &pid, "/src/App.tsx", "E2B-MARKER").await;
     // A websocket (HMR) through the app's port and E2B's edge: the upgrade is joined end to
     // end, and the dev server saw the Host E2B masks for it.
-    let hello = ws_hello(&srv.base_url, &pid).await;
+    let hello = websocket_until(&srv.base_url, &pid, "t", "WS-HELLO").await;
     assert!(hello.starts_with("HTTP/1.1 101"), "{hello}");
     assert!(hello.contains("WS-HELLO host=localhost:5173"), "{hello}");
 
@@ -157,30 +157,6 @@ async fn a_project_runs_and_previews_on_e2b() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Opens a websocket to the project's preview through the app's port; what came back in 15 s.
-async fn ws_hello(base: &str, pid: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let port = base.rsplit(':').next().unwrap_or_default();
-    let mut ws = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /?token=t HTTP/1.1\r\nHost: {pid}.preview.localhost:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    ws.write_all(req.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let t0 = Instant::now();
-    while !String::from_utf8_lossy(&got).contains("WS-HELLO")
-        && t0.elapsed() < Duration::from_secs(15)
-    {
-        let mut buf = [0u8; 4096];
-        match tokio::time::timeout(Duration::from_secs(15), ws.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test]

@@ -43,6 +43,12 @@ pub(crate) async fn wait_preview(base: &str, pid: &str, path: &str, needle: &str
 /// Opens Vite's HMR websocket through the server at `base` and returns what came back within
 /// 15 s (the 101 answer and Vite's hello).
 pub(crate) async fn hmr_hello(base: &str, pid: &str, token: &str) -> String {
+    websocket_until(base, pid, token, "connected").await
+}
+
+/// Opens a websocket to the project's preview through the app's port and returns what came
+/// back until `needle` arrived (at most 15 s).
+pub(crate) async fn websocket_until(base: &str, pid: &str, token: &str, needle: &str) -> String {
     let addr = base.trim_start_matches("http://");
     let port = base.rsplit(':').next().unwrap().to_owned();
     let mut ws = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -52,8 +58,7 @@ pub(crate) async fn hmr_hello(base: &str, pid: &str, token: &str) -> String {
     ws.write_all(req.as_bytes()).await.unwrap();
     let mut got = Vec::new();
     let t0 = Instant::now();
-    while !String::from_utf8_lossy(&got).contains("connected")
-        && t0.elapsed() < Duration::from_secs(15)
+    while !String::from_utf8_lossy(&got).contains(needle) && t0.elapsed() < Duration::from_secs(15)
     {
         let mut buf = [0u8; 4096];
         match tokio::time::timeout(Duration::from_secs(15), ws.read(&mut buf)).await {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::{ERROR_BYTES, limited_text};
+use super::body::{ERROR_BYTES, limited_text, said};
 
 /// How long one API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -205,10 +205,7 @@ fn net(what: &'static str, e: reqwest::Error) -> ApiError {
 }
 
 fn refused(what: &'static str, status: u16, body: &str) -> ApiError {
-    let said = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(300).collect());
+    let said = said(body);
     let hint = match status {
         401 | 403 => " (check E2B_API_KEY)",
         404 => " (is the template built? see sandbox-templates/*/e2b.toml)",

@@ -16,3 +16,12 @@ pub(super) async fn limited_text(mut res: reqwest::Response, limit: usize) -> St
 
 /// Error bodies kept.
 pub(super) const ERROR_BYTES: usize = 4096;
+
+/// What an E2B error body says: its `message` (`{"code": N, "message": "..."}`), else the
+/// start of the body.
+pub(super) fn said(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(300).collect())
+}

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::body::{ERROR_BYTES, limited_text};
+use super::body::{ERROR_BYTES, limited_text, said};
 use super::connect::{Frame, Frames, envelope};
 use crate::output::CappedOutput;
 
@@ -323,10 +323,7 @@ fn net(what: &'static str, e: reqwest::Error) -> EnvdError {
 }
 
 fn refused(what: &'static str, status: u16, body: &str) -> EnvdError {
-    let said = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(300).collect());
+    let said = said(body);
     EnvdError {
         what,
         status: Some(status),
